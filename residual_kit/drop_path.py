@@ -1,0 +1,41 @@
+"""Stochastic depth (Huang et al. 2016): drop a residual branch per sample while training."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def drop_path(x: torch.Tensor, p: float = 0.0, training: bool = False, scale_by_keep: bool = True) -> torch.Tensor:
+    """Zero whole samples of `x` with probability `p`, rescaled by 1/(1-p) so E[out] = x."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"drop_path probability must be in [0, 1], got {p}")
+    if p == 0.0 or not training:
+        return x
+    keep = 1.0 - p
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)  # (B, 1, ...)
+    if keep > 0.0 and scale_by_keep:
+        mask = mask / keep
+    return x * mask
+
+
+class DropPath(nn.Module):
+    """Module form of `drop_path`; the identity in eval mode.
+
+    Args:
+        p: probability of dropping the branch of a sample, in [0, 1].
+        scale_by_keep: divide kept samples by 1-p to keep the expectation.
+    """
+
+    def __init__(self, p: float = 0.0, scale_by_keep: bool = True) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"DropPath p must be in [0, 1], got {p}")
+        self.p = p
+        self.scale_by_keep = scale_by_keep
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.p, self.training, self.scale_by_keep)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
