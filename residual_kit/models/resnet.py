@@ -1,0 +1,197 @@
+"""ResNets (He et al. 2015, 2016) built only from `Residual` and their branch modules.
+
+CIFAR-style ResNet-{20,32,44,56,110}: 6n+2 layers, three stages of 16/32/64 channels, option A (pad)
+or B (projection) shortcuts. ImageNet-style ResNet-18/34/50 (basic and bottleneck blocks) with a 3x3
+stem and no max-pool, which suits 28x28 and 32x32 inputs. `preact=True` is ResNet v2 (the pre-norm
+variant); `plain=True` removes every shortcut (the paper's plain nets).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import nn
+
+from ..residual import Residual
+
+Shortcut = Literal["A", "B"]
+BlockKind = Literal["basic", "bottleneck"]
+
+
+def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+
+def bn_relu(channels: int) -> nn.Sequential:
+    """The pre-activation 'norm' of ResNet v2: BN then ReLU."""
+    return nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+
+
+def basic_branch(cin: int, cout: int, stride: int, preact: bool) -> nn.Sequential:
+    """F(x) = BN(conv(ReLU(BN(conv(x))))); in v2 the leading BN-ReLU is the block's pre-norm."""
+    if preact:
+        return nn.Sequential(conv3x3(cin, cout, stride), *bn_relu(cout), conv3x3(cout, cout))
+    return nn.Sequential(
+        conv3x3(cin, cout, stride),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        conv3x3(cout, cout),
+        nn.BatchNorm2d(cout),
+    )
+
+
+def bottleneck_branch(cin: int, cout: int, stride: int, preact: bool, expansion: int = 4) -> nn.Sequential:
+    """F(x) = 1x1 reduce -> 3x3 (strided, as torchvision's v1.5) -> 1x1 expand to `cout`."""
+    mid = cout // expansion
+    layers: list[nn.Module] = [conv1x1(cin, mid), *bn_relu(mid), conv3x3(mid, mid, stride), *bn_relu(mid)]
+    layers.append(conv1x1(mid, cout))
+    if not preact:
+        layers.append(nn.BatchNorm2d(cout))
+    return nn.Sequential(*layers)
+
+
+def make_block(
+    branch: nn.Module,
+    cin: int,
+    cout: int,
+    stride: int,
+    shortcut: Shortcut,
+    preact: bool,
+    plain: bool,
+    drop_path: float = 0.0,
+    scale: float | str | None = None,
+) -> nn.Module:
+    """Wrap a branch into a residual block; the builder, not the block, picks the shortcut."""
+    if plain:
+        return nn.Sequential(*bn_relu(cin), branch) if preact else nn.Sequential(branch, nn.ReLU(inplace=True))
+    needs_shortcut = stride != 1 or cin != cout
+    kind = "identity" if not needs_shortcut else ("pad" if shortcut == "A" else "projection")
+    return Residual(
+        branch,
+        norm=bn_relu if preact else None,
+        placement="pre" if preact else None,
+        dim=cin,
+        out_dim=cout,
+        stride=stride,
+        data_format="channels_first",
+        shortcut=kind,
+        scale=scale,
+        drop_path=drop_path,
+        activation=None if preact else "relu",
+    )
+
+
+class ResNet(nn.Module):
+    """stem -> stages of residual blocks -> global average pool -> linear classifier.
+
+    Args:
+        block: "basic" (two 3x3 convs) or "bottleneck" (1x1, 3x3, 1x1 with 4x expansion).
+        layers: blocks per stage.
+        widths: output channels per stage (before the width multiplier).
+        num_classes: classifier outputs.
+        in_channels: image channels (1 for digits, 3 for CIFAR-10).
+        stem_width: channels after the stem (before the width multiplier).
+        width: multiplier on every width.
+        shortcut: "A" (parameter-free pad) or "B" (projection) where a block changes shape.
+        preact: ResNet v2 (BN-ReLU as the pre-norm of each block).
+        plain: remove every shortcut.
+        drop_path: stochastic depth rate of the last block, rising linearly from 0 (Huang et al. 2016).
+        scale: branch scale passed to every `Residual` (e.g. "rezero", "layerscale", 0.5).
+        zero_init_last: start each v1 branch's last BN at gamma=0, so each block starts as the identity.
+    """
+
+    def __init__(
+        self,
+        block: BlockKind = "basic",
+        layers: tuple[int, ...] = (3, 3, 3),
+        widths: tuple[int, ...] = (16, 32, 64),
+        num_classes: int = 10,
+        in_channels: int = 3,
+        stem_width: int = 16,
+        width: float = 1.0,
+        shortcut: Shortcut = "A",
+        preact: bool = False,
+        plain: bool = False,
+        drop_path: float = 0.0,
+        scale: float | str | None = None,
+        zero_init_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if block not in ("basic", "bottleneck"):
+            raise ValueError(f"block={block!r} is not one of ('basic', 'bottleneck')")
+        if shortcut not in ("A", "B"):
+            raise ValueError(f"shortcut={shortcut!r} is not one of ('A', 'B')")
+        if len(layers) != len(widths):
+            raise ValueError(f"layers {layers} and widths {widths} must have one entry per stage")
+        expansion = 4 if block == "bottleneck" else 1
+        stem = max(1, round(stem_width * width))
+        self.stem = (
+            nn.Sequential(conv3x3(in_channels, stem))
+            if preact
+            else nn.Sequential(conv3x3(in_channels, stem), *bn_relu(stem))
+        )
+
+        total, index, cin = sum(layers), 0, stem
+        stages = []
+        for stage, (n, w) in enumerate(zip(layers, widths, strict=True)):
+            cout = max(1, round(w * width)) * expansion
+            blocks = []
+            for i in range(n):
+                stride = 2 if stage > 0 and i == 0 else 1
+                branch = (basic_branch if block == "basic" else bottleneck_branch)(cin, cout, stride, preact)
+                rate = drop_path * index / max(1, total - 1)
+                blocks.append(make_block(branch, cin, cout, stride, shortcut, preact, plain, rate, scale))
+                cin, index = cout, index + 1
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.num_features = cin
+        head: list[nn.Module] = [*bn_relu(cin)] if preact else []
+        self.head = nn.Sequential(*head, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+        self.reset_parameters(zero_init_last and not preact)
+
+    def reset_parameters(self, zero_init_last: bool = False) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_last:
+            for m in self.modules():
+                if isinstance(m, Residual) and isinstance(m.wrap[-1], nn.BatchNorm2d):
+                    nn.init.zeros_(m.wrap[-1].weight)
+
+    def features(self, x):
+        """Penultimate features (B, num_features): what the digit-FID and the lab look at."""
+        return self.head[:-1](self.stages(self.stem(x)))
+
+    def forward(self, x):
+        return self.head(self.stages(self.stem(x)))  # (B, num_classes)
+
+
+def cifar_resnet(depth: int = 20, **kwargs) -> ResNet:
+    """ResNet-(6n+2) of He et al. 2015 §4.2: n basic blocks in each of three stages (16/32/64)."""
+    if (depth - 2) % 6 != 0 or depth < 8:
+        raise ValueError(f"a CIFAR ResNet has 6n+2 layers (8, 14, 20, 32, 44, 56, 110, ...), got depth={depth}")
+    n = (depth - 2) // 6
+    return ResNet("basic", (n, n, n), (16, 32, 64), stem_width=16, **kwargs)
+
+
+IMAGENET_LAYOUTS: dict[int, tuple[BlockKind, tuple[int, ...]]] = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+}
+
+
+def imagenet_resnet(depth: int = 18, **kwargs) -> ResNet:
+    """ResNet-18/34/50 with a 3x3 stride-1 stem for small images; projection (B) shortcuts by default."""
+    if depth not in IMAGENET_LAYOUTS:
+        raise ValueError(f"depth={depth} is not one of {sorted(IMAGENET_LAYOUTS)}")
+    block, layers = IMAGENET_LAYOUTS[depth]
+    kwargs.setdefault("shortcut", "B")
+    return ResNet(block, layers, (64, 128, 256, 512), stem_width=64, **kwargs)
