@@ -1,0 +1,1 @@
+"""Lightning tasks built from residual_kit: `python -m tasks.<name> fit|validate|test|predict`."""

@@ -1,0 +1,221 @@
+"""ResNet image classification: `python -m tasks.resnet fit` trains ResNet-20 on handwritten digits.
+
+python -m tasks.resnet fit                                   # ResNet-20, MNIST (auto source)
+python -m tasks.resnet fit --config configs/fashion_mnist_resnet20.yaml
+python -m tasks.resnet test --ckpt_path runs/resnet/version_0/checkpoints/last.ckpt
+python -m tasks.resnet predict --ckpt_path <ckpt> --data.predict_path digits/ --predictions.output preds.csv
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from residual_kit.models import create_model
+from tasks.common import output_dir, save_figure, trainer_defaults, write_csv
+from tasks.data import ImageDataModule
+
+
+class ImageClassifier(pl.LightningModule):
+    """A registry ResNet trained with cross-entropy; top-1 accuracy from torchmetrics.
+
+    Args:
+        arch: a name from `residual_kit.models.list_models()` (resnet20 ... resnet110, resnet18/34/50).
+        num_classes: classifier outputs (linked from the data module).
+        in_channels: image channels (linked from the data module).
+        width: width multiplier.
+        shortcut: "A" (zero-pad) or "B" (projection) where a block changes shape.
+        preact: ResNet v2, the pre-norm variant.
+        plain: the same net with every shortcut removed.
+        drop_path: stochastic depth rate of the last block (linear in depth).
+        scale: branch scale of every block: a float, "learnable", "rezero" or "layerscale".
+        zero_init_last: start every v1 block as the identity (last BN gamma = 0).
+        optimizer: "sgd" (Nesterov momentum) or "adamw".
+        lr: peak learning rate.
+        momentum: SGD momentum.
+        weight_decay: L2 / decoupled weight decay.
+        schedule: "onecycle", "cosine" or "paper" (x0.1 at 50% and 75% of training, He et al.).
+        label_smoothing: cross-entropy label smoothing.
+        compile: `torch.compile` the network (state dict keys unchanged).
+        class_names: names for the confusion matrix and predictions (linked from the data module).
+    """
+
+    def __init__(
+        self,
+        arch: str = "resnet20",
+        num_classes: int = 10,
+        in_channels: int = 1,
+        width: float = 1.0,
+        shortcut: Literal["A", "B"] = "A",
+        preact: bool = False,
+        plain: bool = False,
+        drop_path: float = 0.0,
+        scale: float | str | None = None,
+        zero_init_last: bool = False,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        schedule: Literal["onecycle", "cosine", "paper"] = "onecycle",
+        label_smoothing: float = 0.0,
+        compile: bool = False,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = create_model(
+            arch,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            width=width,
+            shortcut=shortcut,
+            preact=preact,
+            plain=plain,
+            drop_path=drop_path,
+            scale=scale,
+            zero_init_last=zero_init_last,
+        )
+        self.class_names = class_names or [str(i) for i in range(num_classes)]
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.confusion = MulticlassConfusionMatrix(num_classes)
+
+    def configure_model(self) -> None:
+        if self.hparams.compile:
+            self.net.compile()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, num_classes)
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_acc(logits, y)
+        self.log("val/loss", self._loss(logits, y), prog_bar=True, sync_dist=True)
+        self.log("val/acc", self.val_acc, prog_bar=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.test_acc(logits, y)
+        self.confusion.update(logits, y)
+        self.log("test/loss", self._loss(logits, y), sync_dist=True)
+        self.log("test/acc", self.test_acc)
+
+    def on_test_epoch_end(self) -> None:
+        matrix = self.confusion.compute()  # reduced across processes
+        self.confusion.reset()
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            fig, _ = MulticlassConfusionMatrix(len(self.class_names)).plot(matrix.cpu(), labels=self.class_names)
+            fig.set_size_inches(7, 6)
+            save_figure(fig, output_dir(self.trainer) / "confusion_matrix.png")
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, _ = batch
+        return self(x).softmax(-1)  # (B, num_classes)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        h = self.hparams
+        if h.optimizer == "sgd":
+            opt = torch.optim.SGD(
+                self.parameters(), lr=h.lr, momentum=h.momentum, nesterov=True, weight_decay=h.weight_decay
+            )
+        else:
+            opt = torch.optim.AdamW(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        if h.schedule == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=h.lr, total_steps=steps)
+        elif h.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        else:
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[steps // 2, steps * 3 // 4], gamma=0.1)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class PredictionCSVWriter(BasePredictionWriter):
+    """Write `predict` results as a CSV: path, predicted label, then one probability per class.
+
+    Args:
+        output: CSV file to write (replaced atomically).
+    """
+
+    def __init__(self, output: str = "predictions.csv") -> None:
+        super().__init__(write_interval="epoch")
+        self.output = output
+
+    def write_on_epoch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any
+    ) -> None:
+        probs = torch.cat(list(predictions)).float().cpu()
+        names = getattr(pl_module, "class_names", [str(i) for i in range(probs.shape[1])])
+        paths: list[Path] = trainer.datamodule.predict_paths
+        rows = (
+            [str(p), names[int(row.argmax())], *(f"{v:.6f}" for v in row.tolist())]
+            for p, row in zip(paths, probs, strict=True)
+        )
+        write_csv(self.output, ["path", "label", *(f"p_{n}" for n in names)], rows)
+        print(f"wrote {len(paths)} predictions to {self.output}")
+
+
+class ResNetCLI(LightningCLI):
+    """LightningCLI with the data's shape linked into the model, checkpoints, a CSV writer, and test after fit."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
+        parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-epoch{epoch:02d}-acc{val/acc:.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_lightning_class_args(PredictionCSVWriter, "predictions")
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True, help="run `test` on the best checkpoint after `fit`"
+        )
+
+    def after_fit(self) -> None:
+        if not self.config[self.subcommand].get("test_after_fit", False) or self.trainer.interrupted:
+            return
+        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
+
+
+def cli_main(args: list[str] | None = None) -> ResNetCLI:
+    return ResNetCLI(
+        ImageClassifier,
+        ImageDataModule,
+        trainer_defaults=trainer_defaults("resnet", max_epochs=12),
+        seed_everything_default=42,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+
+
+if __name__ == "__main__":
+    cli_main()
