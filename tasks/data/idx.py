@@ -34,7 +34,9 @@ def read_idx(path: str | Path) -> torch.Tensor:
     dtype = np.dtype(_DTYPES[raw[2]])
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
-        raise CorruptFileError(f"{path} holds {len(raw)} bytes but its header {shape} needs {expected}: truncated? {fix}")
+        raise CorruptFileError(
+            f"{path} holds {len(raw)} bytes but its header {shape} needs {expected}: truncated? {fix}"
+        )
     array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return torch.from_numpy(array.astype(dtype.newbyteorder("=")))
 

@@ -191,7 +191,9 @@ def load_embedded(spec: DatasetSpec) -> Split:
     return images, torch.from_numpy(table[:, 784].astype(np.int64))
 
 
-def load_dataset(name: str, source: Source = "auto", root: str | Path = "data", timeout: float = 10.0) -> tuple[dict[str, Split], str]:
+def load_dataset(
+    name: str, source: Source = "auto", root: str | Path = "data", timeout: float = 10.0
+) -> tuple[dict[str, Split], str]:
     """Load `name` from `source`; returns the splits ('train' and 'test', or 'all' if embedded) and the source used."""
     if name not in DATASETS:
         raise ValueError(f"dataset={name!r} is not one of {sorted(DATASETS)}")
@@ -203,7 +205,8 @@ def load_dataset(name: str, source: Source = "auto", root: str | Path = "data", 
         found = load_folder(spec, root)
         if found is not None:
             return {"train": found[0], "test": found[1]}, "folder"
-        tried.append(f"folder: nothing under {', '.join(str(d) for d in _idx_dirs(spec, root)) if spec.idx else root / spec.folder}")
+        places = ", ".join(map(str, _idx_dirs(spec, root))) if spec.idx else str(root / spec.folder)
+        tried.append(f"folder: nothing under {places}")
     if source in ("auto", "download"):
         try:
             train, test = download(spec, root, timeout)
@@ -349,7 +352,9 @@ class ImageDataModule(pl.LightningDataModule):
 
     def transforms(self, train: bool) -> v2.Transform:
         augment = self.spec.train_augment() if train and self.hparams.augment else []
-        return v2.Compose([*augment, v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.spec.mean, self.spec.std)])
+        return v2.Compose(
+            [*augment, v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.spec.mean, self.spec.std)]
+        )
 
     def prepare_data(self) -> None:
         """Download once per node (Lightning calls this on one process only)."""
@@ -411,4 +416,3 @@ class ImageDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         files = ImageFiles(self.predict_paths, self.in_channels, self.image_size, self.transforms(train=False))
         return self._loader(files, shuffle=False)
-
