@@ -331,6 +331,16 @@ def test_wrapping_a_module_that_returns_its_input_does_not_corrupt_it():
     assert torch.equal(x, before)
 
 
+def test_activation_after_merge_never_touches_the_input_and_keeps_gradients():
+    x = seq().requires_grad_()
+    before = x.detach().clone()
+    y = Residual(nn.Identity(), activation="relu")(x)  # f returns x itself
+    assert torch.equal(x.detach(), before)
+    close(y, torch.relu(2 * before))
+    (dx,) = torch.autograd.grad(y.sum(), x)
+    close(dx, 2.0 * (before > 0).double())
+
+
 # --- errors ------------------------------------------------------------------------------------
 
 
