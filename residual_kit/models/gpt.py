@@ -1,0 +1,187 @@
+"""A small decoder-only Transformer whose attention and MLP sub-layers are each a `Residual`.
+
+Where the norm sits is one switch for the whole stack (Xiong et al. 2020; Wang et al. 2022;
+Bachlechner et al. 2020):
+    post      y = LN(x + f(x))                  the original Transformer; needs warm-up, fails when deep
+    pre       y = x + f(LN(x))                  trains at depth, activations grow with depth
+    sandwich  y = x + LN(f(LN(x)))              bounds what each branch adds (CogView, NormFormer)
+    deepnorm  y = LN(alpha x + f(x)), f init x beta   post-norm made stable (DeepNet)
+    rezero    y = x + a f(x), a = 0 at init     no norm at all
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..deepnorm import deepnorm_alpha, deepnorm_beta, deepnorm_init_
+from ..merge import ScaledAdd
+from ..residual import Residual
+
+NormPlacement = Literal["post", "pre", "sandwich", "deepnorm", "rezero"]
+NORM_PLACEMENTS: tuple[str, ...] = ("post", "pre", "sandwich", "deepnorm", "rezero")
+
+
+@dataclass
+class KVCache:
+    """Keys and values of the tokens seen so far, one (B, H, T, D) pair per layer."""
+
+    keys: list[torch.Tensor | None] = field(default_factory=list)
+    values: list[torch.Tensor | None] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return 0 if not self.keys or self.keys[0] is None else self.keys[0].shape[2]
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention through `scaled_dot_product_attention`, with an optional KV cache."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, layer: int = 0) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim={dim} must be divisible by heads={heads}")
+        self.heads, self.dropout, self.layer = heads, dropout, layer
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))  # (B, H, T, D)
+        causal = True
+        if cache is not None:
+            if len(cache.keys) <= self.layer:
+                cache.keys.append(None)
+                cache.values.append(None)
+            past_k, past_v = cache.keys[self.layer], cache.values[self.layer]
+            if past_k is not None:
+                if t != 1:
+                    raise ValueError("with a filled KV cache, feed one token at a time")
+                k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+                causal = False  # the one new query may see every cached key
+            cache.keys[self.layer], cache.values[self.layer] = k, v
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=causal)
+        return self.proj(y.transpose(1, 2).reshape(b, t, c))  # (B, T, C)
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc = nn.Linear(dim, hidden)
+        self.proj = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+def sublayer(f: nn.Module, dim: int, placement: NormPlacement, depth: int, drop_path: float) -> Residual:
+    """One sub-layer as a residual block, in the chosen norm placement."""
+    if placement == "deepnorm":
+        beta = deepnorm_beta(depth, "decoder")
+        if isinstance(f, CausalSelfAttention):
+            with torch.no_grad():
+                deepnorm_init_(f.proj, beta)
+                nn.init.xavier_normal_(f.qkv.weight[2 * dim :], gain=beta)  # values scaled, queries and keys not
+        else:
+            deepnorm_init_(f, beta)
+        return Residual(f, placement="post", dim=dim, merge=ScaledAdd(deepnorm_alpha(depth, "decoder")))
+    if placement == "rezero":
+        return Residual(f, scale="rezero", drop_path=drop_path)
+    return Residual(f, placement=placement, dim=dim, drop_path=drop_path)
+
+
+class GPT(nn.Module):
+    """Token + learned position embeddings -> `layers` x (attention, MLP) residual blocks -> tied head.
+
+    Args:
+        vocab_size: number of tokens.
+        block_size: longest sequence.
+        layers: number of Transformer layers (each two residual sub-layers).
+        dim: model width.
+        heads: attention heads.
+        mlp_ratio: MLP hidden width / dim.
+        dropout: dropout on embeddings, attention and MLP output.
+        drop_path: stochastic depth of the last sub-layer, rising linearly from 0.
+        placement: norm placement of every sub-layer (see module docstring).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        block_size: int,
+        layers: int = 4,
+        dim: int = 128,
+        heads: int = 4,
+        mlp_ratio: int = 4,
+        dropout: float = 0.0,
+        drop_path: float = 0.0,
+        placement: NormPlacement = "pre",
+    ) -> None:
+        super().__init__()
+        if placement not in NORM_PLACEMENTS:
+            raise ValueError(f"placement={placement!r} is not one of {NORM_PLACEMENTS}")
+        self.block_size, self.placement = block_size, placement
+        self.tok = nn.Embedding(vocab_size, dim)
+        self.pos = nn.Embedding(block_size, dim)
+        self.drop = nn.Dropout(dropout)
+        rates = torch.linspace(0, drop_path, 2 * layers).tolist()
+        blocks = []
+        for i in range(layers):
+            blocks.append(
+                sublayer(CausalSelfAttention(dim, heads, dropout, layer=i), dim, placement, layers, rates[2 * i])
+            )
+            blocks.append(sublayer(MLP(dim, mlp_ratio * dim, dropout), dim, placement, layers, rates[2 * i + 1]))
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = nn.LayerNorm(dim) if placement in ("pre", "sandwich") else nn.Identity()  # post-norms end normed
+        self.head = nn.Linear(dim, vocab_size, bias=False)
+        self.head.weight = self.tok.weight  # tied (Press & Wolf 2017)
+        nn.init.normal_(self.tok.weight, std=0.02)
+        nn.init.normal_(self.pos.weight, std=0.02)
+
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab) for token ids (B, T); with a cache, positions continue after it."""
+        start = cache.length if cache is not None else 0
+        t = idx.shape[1]
+        if start + t > self.block_size:
+            raise ValueError(f"sequence of {start + t} tokens is longer than block_size={self.block_size}")
+        pos = torch.arange(start, start + t, device=idx.device)
+        x = self.drop(self.tok(idx) + self.pos(pos))  # (B, T, C)
+        for block in self.blocks:
+            x = block(x, cache=cache) if isinstance(block.wrap, CausalSelfAttention) else block(x)
+        return self.head(self.norm(x))  # (B, T, vocab)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Append `max_new_tokens` tokens: greedy when temperature is 0, else sampled (optionally top-k)."""
+        cache = KVCache() if use_cache else None
+        out = idx
+        logits = self(idx, cache)[:, -1]
+        for step in range(max_new_tokens):
+            if temperature <= 0:
+                nxt = logits.argmax(-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator)
+            out = torch.cat([out, nxt], dim=1)
+            if step == max_new_tokens - 1:
+                break
+            logits = self(nxt, cache)[:, -1] if use_cache else self(out)[:, -1]
+        return out
