@@ -14,12 +14,12 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.callbacks import BasePredictionWriter
+from pytorch_lightning.cli import LightningArgumentParser
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from residual_kit.models import create_model
-from tasks.common import output_dir, save_figure, trainer_defaults, write_csv
+from tasks.common import TaskCLI, output_dir, save_figure, trainer_defaults, write_csv
 from tasks.data import ImageDataModule
 
 
@@ -177,33 +177,16 @@ class PredictionCSVWriter(BasePredictionWriter):
         print(f"wrote {len(paths)} predictions to {self.output}")
 
 
-class ResNetCLI(LightningCLI):
-    """LightningCLI with the data's shape linked into the model, checkpoints, a CSV writer, and test after fit."""
+class ResNetCLI(TaskCLI):
+    """The data's shape linked into the model, and a CSV writer for `predict`."""
 
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+    monitor, mode, checkpoint_filename = "val/acc", "max", "best-epoch{epoch:02d}-acc{val/acc:.4f}"
+
+    def add_task_arguments(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val/acc",
-                "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
-                "checkpoint.filename": "best-epoch{epoch:02d}-acc{val/acc:.4f}",
-                "checkpoint.auto_insert_metric_name": False,
-            }
-        )
         parser.add_lightning_class_args(PredictionCSVWriter, "predictions")
-        parser.add_argument(
-            "--test_after_fit", type=bool, default=True, help="run `test` on the best checkpoint after `fit`"
-        )
-
-    def after_fit(self) -> None:
-        if not self.config[self.subcommand].get("test_after_fit", False) or self.trainer.interrupted:
-            return
-        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
 
 
 def cli_main(args: list[str] | None = None) -> ResNetCLI:

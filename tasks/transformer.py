@@ -13,15 +13,15 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.callbacks import BasePredictionWriter
+from pytorch_lightning.cli import LightningArgumentParser
 from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import Perplexity
 
 from residual_kit.models.gpt import GPT, NormPlacement
-from tasks.common import trainer_defaults, write_csv
+from tasks.common import TaskCLI, trainer_defaults, write_csv
 from tasks.data.digit_text import DigitTaskDataModule
 
 
@@ -181,30 +181,15 @@ class AnswerWriter(BasePredictionWriter):
         write_csv(self.output, ["prompt", "answer"], rows)
 
 
-class TransformerCLI(LightningCLI):
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+class TransformerCLI(TaskCLI):
+    """The tokenizer's sizes linked into the model, and an answer writer for `predict`."""
+
+    monitor, mode, checkpoint_filename = "val/exact", "max", "best-step{step}-exact{val/exact:.4f}"
+
+    def add_task_arguments(self, parser: LightningArgumentParser) -> None:
         for name in ("vocab_size", "block_size", "prompt_len", "answer_len"):
             parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val/exact",
-                "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
-                "checkpoint.filename": "best-step{step}-exact{val/exact:.4f}",
-                "checkpoint.auto_insert_metric_name": False,
-            }
-        )
         parser.add_lightning_class_args(AnswerWriter, "predictions")
-        parser.add_argument(
-            "--test_after_fit", type=bool, default=True, help="run `test` on the best checkpoint after `fit`"
-        )
-
-    def after_fit(self) -> None:
-        if not self.config[self.subcommand].get("test_after_fit", False) or self.trainer.interrupted:
-            return
-        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
 
 
 def cli_main(args: list[str] | None = None) -> TransformerCLI:

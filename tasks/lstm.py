@@ -1,0 +1,272 @@
+"""Residual stacked LSTMs read strips of handwritten digits: `python -m tasks.lstm fit`.
+
+python -m tasks.lstm fit                                        # 4 layers, residual from the second
+python -m tasks.lstm fit --model.layers=8 --model.residual=false  # the plain 8-layer stack
+python -m tasks.lstm predict --ckpt_path <ckpt> --data.predict_path strips/ --predictions.output read.csv
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.callbacks import BasePredictionWriter
+from pytorch_lightning.cli import LightningArgumentParser
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.text import CharErrorRate
+
+from residual_kit.models.lstm import LSTMStack
+from residual_kit.residual import Placement
+from tasks.common import TaskCLI, output_dir, save_figure, trainer_defaults, write_csv
+from tasks.data.digit_strips import MEAN, STD, DigitStripDataModule
+
+BLANK = 0  # CTC blank; digit d is class d + 1
+
+
+def greedy_decode(log_probs: torch.Tensor) -> list[str]:
+    """Best path: argmax per step, merge repeats, drop blanks. log_probs: (B, T, C)."""
+    out = []
+    for path in log_probs.argmax(-1).tolist():
+        keep = [c for i, c in enumerate(path) if c != BLANK and (i == 0 or c != path[i - 1])]
+        out.append("".join(str(c - 1) for c in keep))
+    return out
+
+
+def beam_decode(log_probs: torch.Tensor, beam: int = 8) -> list[str]:
+    """CTC prefix beam search (Hannun et al. 2014): sums over all paths of each prefix. log_probs: (B, T, C)."""
+
+    out = []
+    for seq in log_probs.float().cpu().tolist():
+        beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}  # prefix: (p_blank, p_char)
+        for step in seq:
+            nxt: dict[tuple[int, ...], tuple[float, float]] = {}
+            add = functools.partial(_extend, nxt)
+            for prefix, (pb, pc) in beams.items():
+                total = logsumexp(pb, pc)
+                add(prefix, total + step[BLANK], -math.inf)
+                for c in range(1, len(step)):
+                    if prefix and prefix[-1] == c:
+                        add(prefix, -math.inf, pc + step[c])  # repeat without a blank: same prefix
+                        add((*prefix, c), -math.inf, pb + step[c])  # blank in between: a new character
+                    else:
+                        add((*prefix, c), -math.inf, total + step[c])
+            beams = dict(sorted(nxt.items(), key=lambda kv: -logsumexp(*kv[1]))[:beam])
+        best = max(beams.items(), key=lambda kv: logsumexp(*kv[1]))[0]
+        out.append("".join(str(c - 1) for c in best))
+    return out
+
+
+def logsumexp(*xs: float) -> float:
+    m = max(xs)
+    return m if m == -math.inf else m + math.log(sum(math.exp(x - m) for x in xs))
+
+
+def _extend(beams: dict[tuple[int, ...], tuple[float, float]], prefix: tuple[int, ...], pb: float, pc: float) -> None:
+    """Add path probabilities (ending in blank, ending in a character) to `prefix`."""
+    b, c = beams.get(prefix, (-math.inf, -math.inf))
+    beams[prefix] = (logsumexp(b, pb), logsumexp(c, pc))
+
+
+class ColumnEncoder(nn.Module):
+    """Conv front end: (B, 1, 28, W) -> (B, W/4, 64 * 7), one feature vector per 4 pixel columns."""
+
+    def __init__(self, channels: int = 64) -> None:
+        super().__init__()
+        half = channels // 2
+        self.net = nn.Sequential(
+            nn.Conv2d(1, half, 3, padding=1), nn.BatchNorm2d(half), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(half, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.out_features = channels * 7
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(1, 2).transpose(1, 2)  # (B, C, 7, W/4) -> (B, W/4, C*7)
+
+
+class Columns(nn.Module):
+    """No front end: each pixel column is one step, (B, 1, 28, W) -> (B, W, 28)."""
+
+    out_features = 28
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.squeeze(1).transpose(1, 2)
+
+
+class StripReader(pl.LightningModule):
+    """Column features -> LSTM stack -> per-step digit classes, trained with CTC.
+
+    Args:
+        layers: LSTM layers.
+        hidden_size: width of every LSTM layer.
+        residual: residual connections between layers; False gives the plain stack.
+        residual_from: first residual layer (1: every layer after the first, as default; GNMT uses 2).
+        placement: norm placement of the residual layers: "pre", "post", "sandwich" or None.
+        bidirectional: read strips both ways.
+        conv_frontend: a small CNN turns columns into features; False feeds raw pixel columns.
+        dropout: dropout between LSTM layers.
+        decoder: "greedy" or "beam" (CTC prefix beam search) for val/test/predict.
+        beam_width: beams kept by the beam decoder.
+        lr: AdamW peak learning rate (OneCycle).
+        weight_decay: AdamW weight decay.
+    """
+
+    def __init__(
+        self,
+        layers: int = 4,
+        hidden_size: int = 128,
+        residual: bool = True,
+        residual_from: int = 1,
+        placement: Placement | None = "pre",
+        bidirectional: bool = True,
+        conv_frontend: bool = True,
+        dropout: float = 0.0,
+        decoder: str = "greedy",
+        beam_width: int = 8,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        if decoder not in ("greedy", "beam"):
+            raise ValueError(f"decoder={decoder!r} is not one of ('greedy', 'beam')")
+        self.save_hyperparameters()
+        self.frontend = ColumnEncoder() if conv_frontend else Columns()
+        self.proj = nn.Linear(self.frontend.out_features, hidden_size)
+        first = residual_from if residual else layers
+        self.lstm = LSTMStack(hidden_size, hidden_size, layers, first, placement, bidirectional, dropout)
+        self.head = nn.Linear(hidden_size, 11)
+        self.metrics = nn.ModuleDict(
+            {f"{s}_{n}": m for s in ("val", "test") for n, m in (("cer", CharErrorRate()), ("exact", MeanMetric()))}
+        )
+        self.shown: list[tuple[torch.Tensor, str, str]] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 28, W) -> log-probabilities (B, T, 11)."""
+        return self.head(self.lstm(self.proj(self.frontend(images)))).log_softmax(-1)
+
+    def loss(self, log_probs: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        b, t, _ = log_probs.shape
+        targets = labels[labels >= 0] + 1  # concatenated, shifted past the blank
+        input_lengths = torch.full((b,), t, dtype=torch.long)
+        return F.ctc_loss(log_probs.transpose(0, 1).float(), targets, input_lengths, lengths, blank=BLANK,
+                          zero_infinity=True)  # fmt: skip
+
+    def decode(self, log_probs: torch.Tensor) -> list[str]:
+        h = self.hparams
+        return beam_decode(log_probs, h.beam_width) if h.decoder == "beam" else greedy_decode(log_probs)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        images, labels, lengths = batch
+        loss = self.loss(self(images), labels, lengths)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def _evaluate(self, batch: tuple[torch.Tensor, ...], split: str) -> None:
+        images, labels, lengths = batch
+        log_probs = self(images)
+        predicted = self.decode(log_probs)
+        target = ["".join(map(str, row[row >= 0].tolist())) for row in labels]
+        self.metrics[f"{split}_cer"](predicted, target)
+        self.metrics[f"{split}_exact"](torch.tensor([p == t for p, t in zip(predicted, target, strict=True)]).float())
+        self.log(f"{split}/loss", self.loss(log_probs, labels, lengths), sync_dist=True)
+        self.log(f"{split}/cer", self.metrics[f"{split}_cer"], prog_bar=True)
+        self.log(f"{split}/exact", self.metrics[f"{split}_exact"], prog_bar=True)
+        if split == "test" and len(self.shown) < 24:
+            self.shown += list(zip(images.cpu(), predicted, target, strict=True))[: 24 - len(self.shown)]
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_start(self) -> None:
+        self.shown = []
+
+    def on_test_epoch_end(self) -> None:
+        if self.trainer.is_global_zero and self.shown and not self.trainer.sanity_checking:
+            path = save_figure(strip_grid(self.shown), output_dir(self.trainer) / "test_strips.png")
+            self.print(f"test strips with their readings: {path}")
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> list[str]:
+        images, _ = batch
+        return self.decode(self(images))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        h = self.hparams
+        opt = torch.optim.AdamW(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=h.lr, total_steps=max(1, int(self.trainer.estimated_stepping_batches)), pct_start=0.15
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def strip_grid(shown: list[tuple[torch.Tensor, str, str]], cols: int = 3) -> Any:
+    """A figure of strips titled with what the model read (red where it is wrong)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = math.ceil(len(shown) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 0.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (image, got, want) in zip(axes.flat, shown, strict=False):
+        ax.imshow(image[0] * STD + MEAN, cmap="gray", vmin=0, vmax=1)
+        ok = got == want
+        ax.set_title(f"read {got or '∅'}" + ("" if ok else f" (is {want})"), fontsize=8, color="k" if ok else "r")
+    fig.tight_layout()
+    return fig
+
+
+class ReadingWriter(BasePredictionWriter):
+    """Write the string read from each strip to a CSV (path, digits).
+
+    Args:
+        output: CSV file to write (replaced atomically).
+    """
+
+    def __init__(self, output: str = "readings.csv") -> None:
+        super().__init__(write_interval="epoch")
+        self.output = output
+
+    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: Any, predictions: Any, batch_indices: Any) -> None:
+        paths: list[Path] = trainer.datamodule.predict_paths
+        readings = [s for batch in predictions for s in batch]
+        write_csv(self.output, ["path", "digits"], ([str(p), r] for p, r in zip(paths, readings, strict=True)))
+        for path, reading in zip(paths, readings, strict=True):
+            print(f"{path}: {reading}")
+        print(f"wrote {len(paths)} readings to {self.output}")
+
+
+class LSTMCLI(TaskCLI):
+    """Checkpoints on validation exact-sequence accuracy, and a CSV writer for `predict`."""
+
+    monitor, mode, checkpoint_filename = "val/exact", "max", "best-epoch{epoch:02d}-exact{val/exact:.4f}"
+
+    def add_task_arguments(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ReadingWriter, "predictions")
+
+
+def cli_main(args: list[str] | None = None) -> LSTMCLI:
+    defaults = trainer_defaults("lstm", max_epochs=6)
+    defaults["gradient_clip_val"] = 1.0
+    return LSTMCLI(
+        StripReader,
+        DigitStripDataModule,
+        trainer_defaults=defaults,
+        seed_everything_default=42,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+
+
+if __name__ == "__main__":
+    cli_main()
