@@ -22,6 +22,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.text import CharErrorRate
 
 from residual_kit.models.lstm import LSTMStack
+from residual_kit.plotting import pyplot
 from residual_kit.residual import Placement
 from tasks.common import TaskCLI, output_dir, save_figure, trainer_defaults, write_csv
 from tasks.data.digit_strips import MEAN, STD, DigitStripDataModule
@@ -209,10 +210,7 @@ class StripReader(pl.LightningModule):
 
 def strip_grid(shown: list[tuple[torch.Tensor, str, str]], cols: int = 3) -> Any:
     """A figure of strips titled with what the model read (red where it is wrong)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = math.ceil(len(shown) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 0.9 * rows), squeeze=False)

@@ -37,6 +37,7 @@ class ImageClassifier(pl.LightningModule):
         drop_path: stochastic depth rate of the last block (linear in depth).
         scale: branch scale of every block: a float, "learnable", "rezero" or "layerscale".
         zero_init_last: start every v1 block as the identity (last BN gamma = 0).
+        merge: "add", "gate" (highway), "concat" (concat + 1x1 fuse) or "deepnorm" (shortcut x (2N)^1/4).
         optimizer: "sgd" (Nesterov momentum) or "adamw".
         lr: peak learning rate.
         momentum: SGD momentum.
@@ -59,6 +60,7 @@ class ImageClassifier(pl.LightningModule):
         drop_path: float = 0.0,
         scale: float | str | None = None,
         zero_init_last: bool = False,
+        merge: Literal["add", "gate", "concat", "deepnorm"] = "add",
         optimizer: Literal["sgd", "adamw"] = "sgd",
         lr: float = 0.1,
         momentum: float = 0.9,
@@ -81,6 +83,7 @@ class ImageClassifier(pl.LightningModule):
             drop_path=drop_path,
             scale=scale,
             zero_init_last=zero_init_last,
+            merge=merge,
         )
         self.class_names = class_names or [str(i) for i in range(num_classes)]
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")

@@ -12,10 +12,13 @@ from typing import Literal
 
 from torch import nn
 
+from ..deepnorm import deepnorm_alpha
+from ..merge import ScaledAdd
 from ..residual import Residual
 
 Shortcut = Literal["A", "B"]
 BlockKind = Literal["basic", "bottleneck"]
+Merge = Literal["add", "gate", "concat", "deepnorm"]
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -64,6 +67,7 @@ def make_block(
     plain: bool,
     drop_path: float = 0.0,
     scale: float | str | None = None,
+    merge: str | nn.Module = "add",
 ) -> nn.Module:
     """Wrap a branch into a residual block; the builder, not the block, picks the shortcut."""
     if plain:
@@ -81,6 +85,7 @@ def make_block(
         shortcut=kind,
         scale=scale,
         drop_path=drop_path,
+        merge=merge,
         activation=None if preact else "relu",
     )
 
@@ -102,6 +107,8 @@ class ResNet(nn.Module):
         drop_path: stochastic depth rate of the last block, rising linearly from 0 (Huang et al. 2016).
         scale: branch scale passed to every `Residual` (e.g. "rezero", "layerscale", 0.5).
         zero_init_last: start each v1 branch's last BN at gamma=0, so each block starts as the identity.
+        merge: how shortcut and branch meet: "add"; "gate" (highway); "concat" (concat + 1x1 fuse);
+            "deepnorm" (the shortcut up-weighted by DeepNet's alpha = (2N)^1/4 for N blocks).
     """
 
     def __init__(
@@ -119,8 +126,11 @@ class ResNet(nn.Module):
         drop_path: float = 0.0,
         scale: float | str | None = None,
         zero_init_last: bool = False,
+        merge: Merge = "add",
     ) -> None:
         super().__init__()
+        if merge not in ("add", "gate", "concat", "deepnorm"):
+            raise ValueError(f"merge={merge!r} is not one of ('add', 'gate', 'concat', 'deepnorm')")
         if block not in ("basic", "bottleneck"):
             raise ValueError(f"block={block!r} is not one of ('basic', 'bottleneck')")
         if shortcut not in ("A", "B"):
@@ -144,7 +154,8 @@ class ResNet(nn.Module):
                 stride = 2 if stage > 0 and i == 0 else 1
                 branch = (basic_branch if block == "basic" else bottleneck_branch)(cin, cout, stride, preact)
                 rate = drop_path * index / max(1, total - 1)
-                blocks.append(make_block(branch, cin, cout, stride, shortcut, preact, plain, rate, scale))
+                how = ScaledAdd(deepnorm_alpha(total)) if merge == "deepnorm" else merge
+                blocks.append(make_block(branch, cin, cout, stride, shortcut, preact, plain, rate, scale, how))
                 cin, index = cout, index + 1
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)

@@ -1,0 +1,357 @@
+"""The residual lab: what shortcuts change, measured and drawn.
+
+python -m tasks.lab depth                                # plain vs residual ResNet-8/20/56 on digits
+python -m tasks.lab depth --family lstm --depths '[2, 4, 8]'
+python -m tasks.lab variants --depth 20 --seeds '[0, 1, 2]'
+python -m tasks.lab depth --print_config > lab.yaml     # then: python -m tasks.lab depth --config lab.yaml
+
+Each run trains twins on the same data, seed and budget, with `GradientFlowMonitor` attached, and
+writes `report.md` (tables and linked figures), `results.csv` and PNGs into `--out`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import CSVLogger
+
+from residual_kit.gradient_flow import GradientFlowMonitor, plot_gradient_flow
+from residual_kit.plotting import pyplot
+from tasks.common import atomic_path, save_figure, write_csv
+from tasks.data.images import Source
+
+Family = Literal["resnet", "lstm"]
+
+
+@dataclass
+class Spec:
+    """How to build one family's twins: a LightningModule and data for (depth, residual, options)."""
+
+    blocks: str  # regex that finds the blocks of the residual and the plain twin alike
+    depths: list[int]
+    metric: str  # the test metric reported, e.g. "acc"
+    build: Callable[..., tuple[pl.LightningModule, pl.LightningDataModule]]
+
+
+def _resnet(depth: int, residual: bool, source: Source, options: dict[str, Any]) -> tuple[Any, Any]:
+    from tasks.data import ImageDataModule
+    from tasks.resnet import ImageClassifier
+
+    return ImageClassifier(f"resnet{depth}", plain=not residual, **options), ImageDataModule("mnist", source)
+
+
+def _lstm(depth: int, residual: bool, source: Source, options: dict[str, Any]) -> tuple[Any, Any]:
+    from tasks.data.digit_strips import DigitStripDataModule
+    from tasks.lstm import StripReader
+
+    data = DigitStripDataModule(source, num_train=options.pop("num_train", 8_000), num_val=500, num_test=1_000)
+    return StripReader(layers=depth, residual=residual, **options), data
+
+
+FAMILIES: dict[str, Spec] = {
+    "resnet": Spec(r"(^|\.)stages\.\d+\.\d+$", [8, 20, 56], "acc", _resnet),
+    "lstm": Spec(r"(^|\.)lstm\.layers\.\d+$", [2, 4, 8], "exact", _lstm),
+}
+
+
+class LossHistory(pl.Callback):
+    """The training loss of every step (the paper's Fig. 6 curves)."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, i: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.losses.append(float(loss))
+
+
+def train_one(
+    family: str, depth: int, residual: bool, seed: int, epochs: int, out: Path, source: Source,
+    options: dict[str, Any], record_every: int, limit_batches: float | int,
+) -> dict[str, Any]:  # fmt: skip
+    """Train and test one twin; returns its numbers and keeps its loss curve and gradient records."""
+    spec = FAMILIES[family]
+    pl.seed_everything(seed, workers=True)
+    model, data = spec.build(depth, residual, source, dict(options))
+    name = f"{'residual' if residual else 'plain'}{depth}-seed{seed}"
+    monitor = GradientFlowMonitor(record_every, blocks=spec.blocks, dirpath=str(out / "runs" / name))
+    history = LossHistory()
+    trainer = pl.Trainer(
+        accelerator="auto", devices=1, max_epochs=epochs, logger=CSVLogger(out / "runs", name=name, version=""),
+        callbacks=[monitor, history], enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_train_batches=limit_batches, limit_val_batches=0,
+        gradient_clip_val=1.0 if family == "lstm" else None,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=data)
+    train_metric = trainer.callback_metrics.get(f"train/{spec.metric}")  # read before test resets them
+    test = trainer.test(model, datamodule=data, verbose=False)[0]
+    tail = history.losses[-max(1, len(history.losses) // 10) :]
+    first = [r["input_grad"][0] for r in monitor.history]
+    return {
+        "family": family,
+        "depth": depth,
+        "net": "residual" if residual else "plain",
+        "seed": seed,
+        "final train loss": sum(tail) / len(tail),
+        f"train {spec.metric}": float(train_metric) if train_metric is not None else math.nan,
+        f"test {spec.metric}": test[f"test/{spec.metric}"],
+        "first-block grad at init": first[0] if first else math.nan,
+        "first-block grad (mean)": mean_std(first)[0],
+        "_losses": history.losses,
+        "_gradflow": monitor.history,
+        "_blocks": monitor.recorder.names if monitor.recorder else [],
+    }
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and population standard deviation of the finite values (NaN if there are none)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return (statistics.fmean(finite), statistics.pstdev(finite)) if finite else (math.nan, math.nan)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else (f"{value:.3g}" if abs(value) < 1e-2 else f"{value:.4f}")
+    return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    cols = [c for c in rows[0] if not c.startswith("_")]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _smooth(values: list[float], k: int) -> list[float]:
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v - (values[i - k] if i >= k else 0.0)
+        out.append(acc / min(i + 1, k))
+    return out
+
+
+def plot_depth(rows: list[dict[str, Any]], metric: str, out: Path) -> dict[str, Path]:
+    """Loss curves (Fig. 6 style), accuracy against depth, first-block gradient against depth."""
+    plt = pyplot()
+    depths = sorted({r["depth"] for r in rows})
+    colors = dict(zip(depths, plt.get_cmap("viridis")(torch.linspace(0, 0.85, len(depths)).tolist()), strict=True))
+    figs = {}
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    for ax, net in zip(axes, ("plain", "residual"), strict=True):
+        for r in rows:
+            if r["net"] == net and r["seed"] == rows[0]["seed"]:
+                k = max(1, len(r["_losses"]) // 50)
+                ax.plot(_smooth(r["_losses"], k), color=colors[r["depth"]], label=f"{net}-{r['depth']}")
+        ax.set_title(f"{net} nets: training loss")
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.legend()
+    figs["loss"] = save_figure(fig, out / "loss_curves.png")
+
+    def by_depth(net: str, key: str) -> tuple[list[float], list[float]]:
+        stats = [mean_std([r[key] for r in rows if r["net"] == net and r["depth"] == d]) for d in depths]
+        return [m for m, _ in stats], [s for _, s in stats]
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for net, style in (("plain", "--o"), ("residual", "-o")):
+        for key, color in ((f"train {metric}", "tab:blue"), (f"test {metric}", "tab:orange")):
+            mean, spread = by_depth(net, key)
+            axes[0].errorbar(depths, mean, yerr=spread, fmt=style, color=color, label=f"{net}, {key}", capsize=3)
+        color = "tab:red" if net == "plain" else "tab:green"
+        mean, spread = by_depth(net, "first-block grad at init")
+        axes[1].errorbar(depths, mean, yerr=spread, fmt=style, color=color, label=f"{net}, at init", capsize=3)
+        mean, spread = by_depth(net, "first-block grad (mean)")
+        axes[1].errorbar(depths, mean, yerr=spread, fmt=style, color=color, alpha=0.4, capsize=3,
+                         label=f"{net}, mean over training")  # fmt: skip
+    axes[0].set_title(f"{metric} against depth")
+    axes[1].set_title("‖dL/dx‖ at the first block against depth")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("depth")
+        ax.set_xticks(depths)
+        ax.legend(fontsize=8)
+    figs["depth"] = save_figure(fig, out / "depth.png")
+
+    deepest = [r for r in rows if r["depth"] == depths[-1] and r["seed"] == rows[0]["seed"]]
+    fig, axes = plt.subplots(1, len(deepest), figsize=(7 * len(deepest), 4), sharey=True, squeeze=False)
+    for ax, r in zip(axes[0], deepest, strict=True):
+        for j, record in enumerate(r["_gradflow"]):
+            ax.plot(record["input_grad"], color=plt.get_cmap("viridis")(1 - j / max(1, len(r["_gradflow"]) - 1)))
+        ax.set_yscale("log")
+        ax.set_title(f"{r['net']}-{r['depth']}: ‖dL/dx_l‖ per block (dark = later steps)")
+        ax.set_xlabel("block (input side → output side)")
+    figs["flow"] = save_figure(fig, out / f"gradient_flow_depth{depths[-1]}.png")
+    return figs
+
+
+def write_report(out: Path, title: str, intro: str, tables: list[tuple[str, str]], figs: dict[str, Path]) -> Path:
+    lines = [f"# {title}", "", intro, ""]
+    for heading, table in tables:
+        lines += [f"## {heading}", "", table, ""]
+    lines += ["## Figures", ""] + [f"![{k}]({p.name})" for k, p in figs.items()] + [""]
+    tmp, path = atomic_path(out / "report.md")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)
+    return path
+
+
+def _public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+
+
+def depth(
+    family: Family = "resnet",
+    depths: list[int] | None = None,
+    epochs: int = 4,
+    seeds: list[int] | None = None,
+    out: str = "runs/lab/depth",
+    source: Source = "auto",
+    record_every: int = 10,
+    limit_batches: float = 1.0,
+    lr: float | None = None,
+) -> Path:
+    """Plain against residual twins at several depths, same data, seeds and budget (He et al. 2015, Fig. 6).
+
+    Args:
+        family: "resnet" (CIFAR-style ResNet-6n+2 on MNIST digits) or "lstm" (stacked LSTMs reading digit strips).
+        depths: depths to train; default 8, 20, 56 (resnet) or 2, 4, 8 (lstm).
+        epochs: training epochs of every run (the shared budget).
+        seeds: one run per seed for each twin.
+        out: folder for report.md, results.csv and the PNGs.
+        source: where the digits come from ("auto": a local folder, a download, or the embedded 5k subset).
+        record_every: steps between gradient-flow records.
+        limit_batches: share (or number) of training batches per epoch, to shrink the budget.
+        lr: peak learning rate; default: the task's own.
+    """
+    spec = FAMILIES[family]
+    depths, seeds, folder = depths or spec.depths, seeds or [0], Path(out)
+    options = {"lr": lr} if lr is not None else {}
+    rows = [
+        train_one(family, d, residual, s, epochs, folder, source, options, record_every, limit_batches)
+        for d in depths
+        for residual in (False, True)
+        for s in seeds
+    ]
+    public = _public(rows)
+    write_csv(folder / "results.csv", list(public[0]), [list(r.values()) for r in public])
+    figs = plot_depth(rows, spec.metric, folder)
+    intro = (
+        f"{family}: plain and residual twins at depths {depths}, {epochs} epochs each, seeds {seeds}, "
+        f"the same data and schedule. Gradient norms are ‖dL/dx‖ at the input of the first block."
+    )
+    tables = [("Results", markdown_table(public))]
+    path = write_report(folder, f"Depth: plain against residual ({family})", intro, tables, figs)
+    print(markdown_table(public))
+    print(f"report: {path}")
+    return path
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "baseline: post-norm (v1), option A (pad) shortcut": {},
+    "option B (projection) shortcut": {"shortcut": "B"},
+    "pre-norm (v2)": {"preact": True},
+    "learnable scale": {"scale": "learnable"},
+    "ReZero": {"scale": "rezero"},
+    "LayerScale": {"scale": "layerscale"},
+    "DeepNorm merge": {"merge": "deepnorm"},
+    "drop path 0.1": {"drop_path": 0.1},
+    "gated merge": {"merge": "gate"},
+    "concat-fuse merge": {"merge": "concat"},
+}
+
+
+def variants(
+    depth: int = 20,
+    names: list[str] | None = None,
+    epochs: int = 3,
+    seeds: list[int] | None = None,
+    out: str = "runs/lab/variants",
+    source: Source = "auto",
+    record_every: int = 25,
+    limit_batches: float = 1.0,
+) -> Path:
+    """Residual options side by side on one ResNet depth: same seeds, same budget; mean and spread over seeds.
+
+    Args:
+        depth: CIFAR-style ResNet depth (6n+2).
+        names: variants to run (keys of `tasks.lab.VARIANTS`); default all.
+        epochs: training epochs of every run.
+        seeds: seeds per variant (at least 3 for a spread).
+        out: folder for report.md, results.csv and the PNGs.
+        source: where the digits come from.
+        record_every: steps between gradient-flow records.
+        limit_batches: share (or number) of training batches per epoch.
+    """
+    names, seeds, folder = names or list(VARIANTS), seeds or [0, 1, 2], Path(out)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for name in names:
+        runs[name] = [
+            train_one(
+                "resnet",
+                depth,
+                True,
+                s,
+                epochs,
+                folder / name.replace(" ", "_"),
+                source,
+                VARIANTS[name],
+                record_every,
+                limit_batches,
+            )
+            for s in seeds
+        ]
+    summary = []
+    for name, rs in runs.items():
+        row: dict[str, Any] = {"variant": name, "seeds": len(rs)}
+        for key in ("final train loss", "test acc", "first-block grad (mean)"):
+            mean, std = mean_std([r[key] for r in rs])
+            row[key] = f"{mean:.4g} ± {std:.2g}"
+        summary.append(row)
+    flat = [{"variant": n, **r} for n, rs in runs.items() for r in _public(rs)]
+    write_csv(folder / "results.csv", list(flat[0]), [list(r.values()) for r in flat])
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(names) + 1.5))
+    for i, rs in enumerate(runs.values()):
+        accs = [r["test acc"] for r in rs]
+        mean, std = mean_std(accs)
+        ax.scatter(accs, [i] * len(accs), color="tab:blue", alpha=0.6)
+        ax.errorbar(mean, i, xerr=std, fmt="o", color="k", capsize=3)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("test accuracy (dots: seeds; black: mean ± std)")
+    figs = {"variants": save_figure(fig, folder / "variants.png")}
+    first = next(iter(runs.values()))[0]
+    figs["flow"] = save_figure(
+        plot_gradient_flow(first["_gradflow"], first["_blocks"], f"{names[0]}, seed {seeds[0]}"),
+        folder / "gradient_flow_first_variant.png",
+    )
+    intro = f"ResNet-{depth} on digits, {epochs} epochs, seeds {seeds}: one Residual option changed at a time."
+    tables = [("Results", markdown_table(summary))]
+    path = write_report(folder, f"Residual variants (ResNet-{depth})", intro, tables, figs)
+    print(markdown_table(summary))
+    print(f"report: {path}")
+    return path
+
+
+def cli_main(args: list[str] | None = None) -> Any:
+    from jsonargparse import CLI
+
+    return CLI([depth, variants], args=args)
+
+
+if __name__ == "__main__":
+    cli_main()
