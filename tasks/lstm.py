@@ -254,7 +254,7 @@ class LSTMCLI(TaskCLI):
 
 
 def cli_main(args: list[str] | None = None) -> LSTMCLI:
-    defaults = trainer_defaults("lstm", max_epochs=6)
+    defaults = trainer_defaults("lstm", max_epochs=4)
     defaults["gradient_clip_val"] = 1.0
     return LSTMCLI(
         StripReader,

@@ -1,0 +1,184 @@
+"""Residual GAN for 28x28 images (the ResNet GAN of WGAN-GP and SNGAN, sized for digits), and a DCGAN twin.
+
+Generator: z -> 7x7 -> up-block (14x14) -> up-block (28x28) -> BN-ReLU-conv -> tanh. Each up-block is
+`Residual(wrap=branch, shortcut=upsample + 1x1 conv)`; its branch takes the class label as an extra
+argument for class-conditional BatchNorm. Discriminator: spectrally normalised down-blocks, ReLU, sum
+pooling, a linear critic, plus the projection term <embed(y), h> when conditional (Miyato & Koyama 2018).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from ..residual import Residual
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BN whose gain and bias depend on the class: y = BN(x) * (1 + gamma[c]) + beta[c]; plain BN without c."""
+
+    def __init__(self, channels: int, num_classes: int = 0) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=num_classes == 0)
+        self.embed = nn.Embedding(num_classes, 2 * channels) if num_classes else None
+        if self.embed is not None:
+            nn.init.zeros_(self.embed.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.bn(x)
+        if self.embed is None:
+            return out
+        gamma, beta = self.embed(y)[:, :, None, None].chunk(2, dim=1)  # (B, C, 1, 1) each
+        return out * (1 + gamma) + beta
+
+
+class UpBranch(nn.Module):
+    """F(x, y) = conv(ReLU(CBN(conv(up(ReLU(CBN(x, y)))), y)))."""
+
+    def __init__(self, cin: int, cout: int, num_classes: int = 0) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = ConditionalBatchNorm2d(cin, num_classes), ConditionalBatchNorm2d(cout, num_classes)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.interpolate(F.relu(self.norm1(x, y)), scale_factor=2.0)
+        return self.conv2(F.relu(self.norm2(self.conv1(h), y)))
+
+
+def up_block(cin: int, cout: int, num_classes: int = 0) -> Residual:
+    """x_{l+1} = up(W x_l) + F(x_l, y): the shortcut upsamples and projects, the branch learns the rest."""
+    shortcut = nn.Sequential(nn.Upsample(scale_factor=2.0), nn.Conv2d(cin, cout, 1))
+    return Residual(wrap=UpBranch(cin, cout, num_classes), shortcut=shortcut, data_format="channels_first")
+
+
+def down_block(cin: int, cout: int, downsample: bool = True, first: bool = False) -> Residual:
+    """x_{l+1} = pool(W x_l) + pool(conv(ReLU(conv(ReLU(x_l))))), every conv spectrally normalised.
+
+    The first block skips the leading ReLU (its input is the image); its shortcut pools before the 1x1.
+    """
+    pool: nn.Module = nn.AvgPool2d(2) if downsample else nn.Identity()
+    branch = nn.Sequential(
+        *([] if first else [nn.ReLU()]),  # not in place: x also feeds the shortcut
+        spectral_norm(nn.Conv2d(cin, cout, 3, padding=1)),
+        nn.ReLU(),
+        spectral_norm(nn.Conv2d(cout, cout, 3, padding=1)),
+        pool,
+    )
+    if cin == cout and not downsample:
+        shortcut: nn.Module = nn.Identity()
+    elif first:
+        shortcut = nn.Sequential(pool, spectral_norm(nn.Conv2d(cin, cout, 1)))
+    else:
+        shortcut = nn.Sequential(spectral_norm(nn.Conv2d(cin, cout, 1)), pool)
+    return Residual(wrap=branch, shortcut=shortcut, data_format="channels_first")
+
+
+class ResNetGenerator(nn.Module):
+    """z (B, z_dim) [and labels (B,)] -> images (B, channels, 28, 28) in [-1, 1].
+
+    Args:
+        z_dim: noise dimensions.
+        width: channels of the residual blocks.
+        num_classes: 0 for unconditional; else the class-conditional BN gets one gain and bias per class.
+        channels: image channels.
+    """
+
+    def __init__(self, z_dim: int = 128, width: int = 64, num_classes: int = 0, channels: int = 1) -> None:
+        super().__init__()
+        self.z_dim, self.num_classes, self.width = z_dim, num_classes, width
+        self.fc = nn.Linear(z_dim, 7 * 7 * width)
+        self.blocks = nn.ModuleList([up_block(width, width, num_classes), up_block(width, width, num_classes)])
+        self.out = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, channels, 3, padding=1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.fc(z).view(-1, self.width, 7, 7)  # (B, W, 7, 7)
+        for block in self.blocks:
+            h = block(h, y)  # 7 -> 14 -> 28
+        return self.out(h)
+
+
+class ResNetDiscriminator(nn.Module):
+    """images (B, channels, 28, 28) [and labels] -> critic scores (B,).
+
+    Args:
+        width: channels of the residual blocks.
+        num_classes: 0 for unconditional; else a projection discriminator.
+        channels: image channels.
+    """
+
+    def __init__(self, width: int = 64, num_classes: int = 0, channels: int = 1) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(
+            down_block(channels, width, first=True),  # 28 -> 14
+            down_block(width, width),  # 14 -> 7
+            down_block(width, width, downsample=False),
+        )
+        self.fc = spectral_norm(nn.Linear(width, 1))
+        self.embed = spectral_norm(nn.Embedding(num_classes, width)) if num_classes else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # (B, W)
+        out = self.fc(h).squeeze(1)
+        if self.embed is not None:
+            out = out + (self.embed(y) * h).sum(dim=1)  # the projection term
+        return out
+
+
+class DCGANGenerator(nn.Module):
+    """The plain baseline: z -> 7x7 -> transposed convs to 28x28, BN-ReLU between, no shortcut."""
+
+    def __init__(self, z_dim: int = 128, width: int = 64, num_classes: int = 0, channels: int = 1) -> None:
+        super().__init__()
+        self.z_dim, self.num_classes, self.width = z_dim, num_classes, width
+        self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None
+        self.fc = nn.Sequential(nn.Linear(z_dim, 7 * 7 * 2 * width), nn.BatchNorm1d(7 * 7 * 2 * width), nn.ReLU())
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),  # 14x14
+            nn.ConvTranspose2d(width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),  # 28x28
+            nn.Conv2d(width, channels, 3, padding=1), nn.Tanh(),
+        )  # fmt: skip
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            z = z * self.embed(y)
+        return self.net(self.fc(z).view(-1, 2 * self.width, 7, 7))
+
+
+class DCGANDiscriminator(nn.Module):
+    """The plain baseline critic: strided convs with LeakyReLU, spectrally normalised, projection if conditional."""
+
+    def __init__(self, width: int = 64, num_classes: int = 0, channels: int = 1) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            spectral_norm(nn.Conv2d(channels, width, 4, 2, 1)), nn.LeakyReLU(0.1),  # 14x14
+            spectral_norm(nn.Conv2d(width, 2 * width, 4, 2, 1)), nn.LeakyReLU(0.1),  # 7x7
+            spectral_norm(nn.Conv2d(2 * width, 2 * width, 3, 1, 1)), nn.LeakyReLU(0.1),
+        )  # fmt: skip
+        self.fc = spectral_norm(nn.Linear(2 * width, 1))
+        self.embed = spectral_norm(nn.Embedding(num_classes, 2 * width)) if num_classes else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.net(x).sum(dim=(2, 3))
+        out = self.fc(h).squeeze(1)
+        if self.embed is not None:
+            out = out + (self.embed(y) * h).sum(dim=1)
+        return out
+
+
+GENERATORS = {"resnet": ResNetGenerator, "dcgan": DCGANGenerator}
+DISCRIMINATORS = {"resnet": ResNetDiscriminator, "dcgan": DCGANDiscriminator}
+
+__all__ = [
+    "DISCRIMINATORS",
+    "GENERATORS",
+    "ConditionalBatchNorm2d",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "ResNetDiscriminator",
+    "ResNetGenerator",
+    "down_block",
+    "up_block",
+]

@@ -1,0 +1,131 @@
+"""The residual GAN and `tasks.gan`: block shapes, spectral norm, one manual step, digit-FID, the CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from residual_kit import Residual
+from residual_kit.models import create_model
+from residual_kit.models.gan import (
+    DISCRIMINATORS,
+    GENERATORS,
+    ResNetDiscriminator,
+    ResNetGenerator,
+    down_block,
+    up_block,
+)
+from tasks.gan import DigitFeatures, DigitGAN, cli_main
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def judge_path(tmp_path_factory):
+    """An (untrained) ResNet-20 state dict: enough to test the plumbing without training a judge."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("judge") / "judge.pt"
+    torch.save(create_model("resnet20", in_channels=1, num_classes=10).state_dict(), path)
+    return str(path)
+
+
+def test_block_shapes():
+    x = torch.randn(2, 8, 7, 7)
+    up = up_block(8, 4, num_classes=10)
+    assert isinstance(up, Residual) and up(x, torch.tensor([1, 2])).shape == (2, 4, 14, 14)
+    assert down_block(1, 8, first=True)(torch.randn(2, 1, 28, 28)).shape == (2, 8, 14, 14)
+    assert down_block(8, 8, downsample=False)(torch.randn(2, 8, 7, 7)).shape == (2, 8, 7, 7)
+
+
+@pytest.mark.parametrize("arch", ["resnet", "dcgan"])
+@pytest.mark.parametrize("num_classes", [0, 10])
+def test_generator_and_discriminator_shapes(arch, num_classes):
+    g, d = GENERATORS[arch](16, 8, num_classes), DISCRIMINATORS[arch](8, num_classes)
+    y = torch.arange(4) % 10 if num_classes else None
+    images = g(torch.randn(4, 16), y)
+    assert images.shape == (4, 1, 28, 28) and images.abs().max() <= 1
+    assert d(images, y).shape == (4,)
+
+
+def test_discriminator_is_spectrally_normalised():
+    torch.manual_seed(0)
+    d = ResNetDiscriminator(8, num_classes=10)
+    convs = [m for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]
+    assert convs and all(hasattr(m, "parametrizations") and "weight" in m.parametrizations for m in convs)
+    d.train()
+    for _ in range(30):  # power iteration converges: the largest singular value of W/sigma is 1
+        d(torch.randn(2, 1, 28, 28), torch.tensor([0, 1]))
+    conv = d.blocks[1].wrap[1]
+    sigma = torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2)
+    assert sigma.item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_one_manual_step_changes_both_networks(judge_path):
+    torch.manual_seed(0)
+    model = DigitGAN(width=8, z_dim=16, classifier_path=judge_path)
+    trainer = __import__("pytorch_lightning").Trainer(
+        max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    g0 = [p.detach().clone() for p in model.generator.parameters()]
+    d0 = [p.detach().clone() for p in model.discriminator.parameters()]
+    images, labels = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=8)
+    trainer.fit(model, train_dataloaders=loader)
+    assert any(not torch.equal(a, b) for a, b in zip(g0, model.generator.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, model.discriminator.parameters(), strict=True))
+    assert model.ema.n_averaged.item() == 1  # one generator step (global_step counts both optimisers)
+
+
+def test_judge_stays_in_eval_mode_and_frozen(judge_path):
+    model = DigitGAN(width=8, z_dim=16, classifier_path=judge_path)
+    model.setup("fit")
+    model.train()
+    assert not model.judge.training and not any(m.training for m in model.judge.modules())
+    assert not any(p.requires_grad for p in model.judge.parameters())
+    assert not any(k.startswith("judge.") for k in model.state_dict())  # the judge stays out of checkpoints
+
+
+def test_digit_fid_real_vs_real_is_small_and_noise_vs_real_large(judge_path):
+    from tasks.data import ImageDataModule
+
+    dm = ImageDataModule("mnist", source="embedded", augment=False)
+    dm.setup("fit")
+    model = DigitGAN(width=8, z_dim=16, classifier_path=judge_path)
+    model.setup("fit")
+    train = dm.train_set.images[:1000].float() / 255
+    test = dm.test_set.images.float() / 255
+    floor = model.real_floor(train, test)
+    noise = model.real_floor(train, torch.rand(500, 1, 28, 28))
+    assert floor < 0.05 * noise, (floor, noise)
+
+
+def test_features_match_the_classifier():
+    net = create_model("resnet20", in_channels=1, num_classes=10).eval()
+    judge = DigitFeatures(net)
+    x = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(judge.logits(x), net((x - 0.1307) / 0.3081))
+    assert judge(x).shape == (3, judge.num_features)
+
+
+def test_cli_fit_fast_dev_run_then_predict_writes_files(tmp_path, judge_path):
+    args = ["--data.source=embedded", "--data.batch_size=8", "--model.width=8", "--model.z_dim=16",
+            f"--model.classifier_path={judge_path}", "--model.eval_samples=16", "--model.num_classes=10"]  # fmt: skip
+    cli = cli_main(["fit", *args, "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}"])
+    assert "test/digit_fid" in cli.trainer.callback_metrics and "test/label_acc" in cli.trainer.callback_metrics
+    assert (tmp_path / "samples.png").exists()
+    ckpt = tmp_path / "gan.ckpt"
+    cli.trainer.save_checkpoint(ckpt)
+    out = tmp_path / "out"
+    cli_main(["predict", *args, f"--ckpt_path={ckpt}", "--data.num_samples=12", f"--predictions.output_dir={out}"])
+    assert (out / "grid.png").exists() and (out / "interpolation.png").exists()
+    assert len(list((out / "digits").glob("*.png"))) == 12
+
+
+def test_generator_uses_residual_blocks():
+    g = ResNetGenerator(16, 8)
+    assert all(isinstance(b, Residual) for b in g.blocks)
