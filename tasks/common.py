@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
+import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from jsonargparse import lazy_instance
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger
 
@@ -46,6 +49,66 @@ def output_dir(trainer: pl.Trainer) -> Path:
     return Path(trainer.log_dir or trainer.default_root_dir)
 
 
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or gradient."""
+
+
+class DivergenceGuard(Callback):
+    """Stop a run at the first non-finite loss or gradient, naming the step, the last finite loss and the fix.
+
+    It raises instead of setting `should_stop`, so no checkpoint of the broken weights is written: the
+    last good `last.ckpt` (and the best one) stay as they were.
+
+    Args:
+        check_gradients: also check the gradient norm after each backward (one reduction per step).
+    """
+
+    def __init__(self, check_gradients: bool = True) -> None:
+        self.check_gradients = check_gradients
+        self.last_finite: float | None = None
+
+    def _fail(self, trainer: pl.Trainer, what: str) -> None:
+        last = f"{self.last_finite:.4g}" if self.last_finite is not None else "none yet"
+        raise DivergenceError(
+            f"{what} at step {trainer.global_step} (epoch {trainer.current_epoch}); last finite loss: {last}. "
+            "Likely fixes: a lower learning rate (--model.lr), a warm-up, gradient clipping "
+            "(--trainer.gradient_clip_val=1.0) or pre-norm (--model.placement=pre). Checkpoints of earlier "
+            "steps are untouched; resume from one with --ckpt_path."
+        )
+
+    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.check_gradients:
+            return
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        if grads and not torch.isfinite(torch.stack([g.detach().float().norm() for g in grads]).sum()):
+            self._fail(trainer, "non-finite gradient")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, i: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        values = [loss] if isinstance(loss, torch.Tensor) else []
+        if not values:  # manual optimisation returns nothing: read the logged training losses
+            values = [v for k, v in trainer.callback_metrics.items() if k.startswith("train/") and "loss" in k]
+        for value in values:
+            value = float(value)
+            if not math.isfinite(value):
+                self._fail(trainer, f"non-finite loss ({value})")
+            self.last_finite = value
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (DivergenceError, FileNotFoundError, ValueError, TypeError)
+
+
+def run(cli_main: Callable[..., Any]) -> None:
+    """Entry point of `python -m tasks.<name>`: a user error prints one line naming it and exits with 1."""
+    try:
+        cli_main()
+    except USER_ERRORS as err:
+        if os.environ.get("RESIDUAL_KIT_TRACEBACK"):
+            raise
+        print(f"error: {err}\n(set RESIDUAL_KIT_TRACEBACK=1 for the full traceback)", file=sys.stderr)
+        sys.exit(1)
+
+
 def trainer_defaults(name: str, max_epochs: int, **overrides: Any) -> dict[str, Any]:
     """Defaults that give a good run with no config: auto accelerator, rich progress, CSV logs under runs/."""
     return {
@@ -53,7 +116,7 @@ def trainer_defaults(name: str, max_epochs: int, **overrides: Any) -> dict[str, 
         "max_epochs": max_epochs,
         "logger": lazy_instance(CSVLogger, save_dir="runs", name=name),
         # persistent callbacks: always present, whatever the config adds
-        "callbacks": [RichProgressBar(leave=True), LearningRateMonitor(logging_interval="epoch")],
+        "callbacks": [RichProgressBar(leave=True), LearningRateMonitor(logging_interval="epoch"), DivergenceGuard()],
         **overrides,
     }
 
@@ -107,4 +170,14 @@ class TaskCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
 
 
-__all__ = ["TaskCLI", "atomic_path", "output_dir", "save_figure", "trainer_defaults", "write_csv"]
+__all__ = [
+    "DivergenceError",
+    "DivergenceGuard",
+    "TaskCLI",
+    "atomic_path",
+    "output_dir",
+    "run",
+    "save_figure",
+    "trainer_defaults",
+    "write_csv",
+]

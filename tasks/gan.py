@@ -28,7 +28,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchvision.utils import make_grid, save_image
 
 from residual_kit.models.gan import DISCRIMINATORS, GENERATORS
-from tasks.common import TaskCLI, atomic_path, output_dir, trainer_defaults
+from tasks.common import TaskCLI, atomic_path, output_dir, run, trainer_defaults
 from tasks.data import ImageDataModule
 from tasks.data.images import DATASETS, Source
 
@@ -131,7 +131,7 @@ class DigitGAN(pl.LightningModule):
         arch: Literal["resnet", "dcgan"] = "resnet",
         num_classes: int = 0,
         z_dim: int = 128,
-        width: int = 64,
+        width: int = 32,
         loss: Literal["hinge", "wgan-gp"] = "hinge",
         gp_weight: float = 10.0,
         n_dis: int = 1,
@@ -413,4 +413,4 @@ def cli_main(args: list[str] | None = None) -> GANCLI:
 
 
 if __name__ == "__main__":
-    cli_main()
+    run(cli_main)

@@ -24,7 +24,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from residual_kit.gradient_flow import GradientFlowMonitor, plot_gradient_flow
 from residual_kit.plotting import pyplot
-from tasks.common import atomic_path, save_figure, write_csv
+from tasks.common import atomic_path, run, save_figure, write_csv
 from tasks.data.images import Source
 
 Family = Literal["resnet", "lstm"]
@@ -354,4 +354,4 @@ def cli_main(args: list[str] | None = None) -> Any:
 
 
 if __name__ == "__main__":
-    cli_main()
+    run(cli_main)

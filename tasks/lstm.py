@@ -24,7 +24,7 @@ from torchmetrics.text import CharErrorRate
 from residual_kit.models.lstm import LSTMStack
 from residual_kit.plotting import pyplot
 from residual_kit.residual import Placement
-from tasks.common import TaskCLI, output_dir, save_figure, trainer_defaults, write_csv
+from tasks.common import TaskCLI, output_dir, run, save_figure, trainer_defaults, write_csv
 from tasks.data.digit_strips import MEAN, STD, DigitStripDataModule
 
 BLANK = 0  # CTC blank; digit d is class d + 1
@@ -267,4 +267,4 @@ def cli_main(args: list[str] | None = None) -> LSTMCLI:
 
 
 if __name__ == "__main__":
-    cli_main()
+    run(cli_main)

@@ -19,7 +19,7 @@ from pytorch_lightning.cli import LightningArgumentParser
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from residual_kit.models import create_model
-from tasks.common import TaskCLI, output_dir, save_figure, trainer_defaults, write_csv
+from tasks.common import TaskCLI, output_dir, run, save_figure, trainer_defaults, write_csv
 from tasks.data import ImageDataModule
 
 
@@ -204,4 +204,4 @@ def cli_main(args: list[str] | None = None) -> ResNetCLI:
 
 
 if __name__ == "__main__":
-    cli_main()
+    run(cli_main)

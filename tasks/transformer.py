@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import Perplexity
 
 from residual_kit.models.gpt import GPT, NormPlacement
-from tasks.common import TaskCLI, trainer_defaults, write_csv
+from tasks.common import TaskCLI, run, trainer_defaults, write_csv
 from tasks.data.digit_text import DigitTaskDataModule
 
 
@@ -208,4 +208,4 @@ def cli_main(args: list[str] | None = None) -> TransformerCLI:
 
 
 if __name__ == "__main__":
-    cli_main()
+    run(cli_main)
