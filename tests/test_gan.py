@@ -116,7 +116,8 @@ def test_cli_fit_fast_dev_run_then_predict_writes_files(tmp_path, judge_path):
     args = ["--data.source=embedded", "--data.batch_size=8", "--model.width=8", "--model.z_dim=16",
             f"--model.classifier_path={judge_path}", "--model.eval_samples=16", "--model.num_classes=10"]  # fmt: skip
     cli = cli_main(["fit", *args, "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}"])
-    assert "test/digit_fid" in cli.trainer.callback_metrics and "test/label_acc" in cli.trainer.callback_metrics
+    metrics = cli.trainer.callback_metrics
+    assert {"test/digit_fid", "test/label_acc", "test/digit_fid_floor", "test/recognisable"} <= set(metrics)
     assert (tmp_path / "samples.png").exists()
     ckpt = tmp_path / "gan.ckpt"
     cli.trainer.save_checkpoint(ckpt)
