@@ -16,6 +16,9 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(fd)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; the final file should read like any other
     try:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
         os.replace(tmp, path)
