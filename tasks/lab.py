@@ -12,6 +12,7 @@ writes `report.md` (tables and linked figures), `results.csv` and PNGs into `--o
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,7 +118,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")  # a folder name: "pre-norm (v2)" -> "pre_norm_v2"
 
 
 def _fmt(value: Any) -> str:
@@ -307,7 +308,7 @@ def variants(
                 True,
                 s,
                 epochs,
-                folder / name.replace(" ", "_"),
+                folder / _slug(name),
                 source,
                 VARIANTS[name],
                 record_every,
