@@ -19,6 +19,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger
 
 from residual_kit.plotting import save_figure
+from tasks.data.reproducible import seed_epoch
 
 
 def atomic_path(path: str | Path) -> tuple[Path, Path]:
@@ -90,6 +91,15 @@ class DivergenceGuard(Callback):
         if grads and not torch.isfinite(torch.stack([g.detach().float().norm() for g in grads]).sum()):
             self._fail(trainer, "non-finite gradient")
 
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, i: int) -> None:
+        check_finite_batch(batch, f"training batch {i} of epoch {trainer.current_epoch}")
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, i: int, j: int = 0) -> None:
+        check_finite_batch(batch, f"validation batch {i}")
+
+    def on_test_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, i: int, j: int = 0) -> None:
+        check_finite_batch(batch, f"test batch {i}")
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, i: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         values = [loss] if isinstance(loss, torch.Tensor) else []
@@ -100,6 +110,98 @@ class DivergenceGuard(Callback):
             if not math.isfinite(value):
                 self._fail(trainer, f"non-finite loss ({value})")
             self.last_finite = value
+
+
+def check_finite_batch(batch: Any, where: str) -> None:
+    """Refuse a batch with NaN or infinite inputs before it reaches the weights."""
+    tensors = [batch] if isinstance(batch, torch.Tensor) else batch if isinstance(batch, (list, tuple)) else []
+    for k, t in enumerate(tensors):
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(
+                f"{where} holds {bad} non-finite input values (tensor {k} of the batch, shape {tuple(t.shape)}): "
+                "the data has NaN or inf in it. Check the data files (a corrupt file?) and any custom "
+                "normalisation; nothing was trained on this batch."
+            )
+
+
+class ReproducibleEpochs(Callback):
+    """Seed every RNG at the start of each epoch from (seed, epoch, rank) (see `tasks.data.reproducible`).
+
+    A run resumed from an end-of-epoch checkpoint then replays exactly the epochs a straight run would:
+    the same shuffle, augmentation, noise and dropout. The checkpoint carries which epoch comes next; a
+    resumed run seeds at `on_fit_start`, because Lightning builds the first data iterator of a run (and
+    forks its workers) before `on_train_epoch_start`.
+    """
+
+    def __init__(self) -> None:
+        self.next_epoch = 0  # the epoch the next `on_train_epoch_start` begins
+        self._seeded: int | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"next_epoch": self.next_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.next_epoch = state_dict["next_epoch"]
+
+    def _seed(self, trainer: pl.Trainer) -> None:
+        seed_epoch(self.next_epoch, trainer.global_rank)
+        self._seeded = self.next_epoch
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._seed(trainer)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._seeded != self.next_epoch:
+            self._seed(trainer)
+        self.next_epoch += 1
+
+
+def find_last_checkpoint(*folders: str | Path) -> Path:
+    """The newest `last*.ckpt` in the given folders or their `version_*/checkpoints` subfolders."""
+    found: list[Path] = []
+    for folder in map(Path, folders):
+        found += [*folder.glob("last*.ckpt"), *folder.glob("version_*/checkpoints/last*.ckpt")]
+    if not found:
+        where = " or ".join(str(Path(f) / "version_*" / "checkpoints") for f in folders)
+        raise FileNotFoundError(
+            f"--ckpt_path last: no last.ckpt under {where}. Train first with `fit`, run from the folder that "
+            "holds runs/, or pass the path of a .ckpt file."
+        )
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def check_checkpoint(path: str | Path, model: torch.nn.Module, task: str) -> None:
+    """Refuse a checkpoint that is missing, unreadable, or written for another model, before anything runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist: pass the path of a .ckpt that `fit` wrote")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"checkpoint {path} cannot be read (truncated or not a checkpoint): {err}") from err
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict): pass a .ckpt that `fit` wrote")
+    theirs, ours = state["state_dict"], model.state_dict()
+    missing = [k for k in ours if k not in theirs]
+    if len(missing) == len(ours) or len([k for k in theirs if k not in ours]) == len(theirs):
+        raise ValueError(
+            f"{path} is not a checkpoint of {type(model).__name__} (tasks.{task}): none of its weights match "
+            f"(e.g. it has {next(iter(theirs), 'nothing')!r}). Pass a checkpoint written by "
+            f"`python -m tasks.{task} fit`."
+        )
+    for key, value in ours.items():
+        if key in theirs and theirs[key].shape != value.shape:
+            raise ValueError(
+                f"{path} was trained with other model options: {key} is {tuple(theirs[key].shape)} there and "
+                f"{tuple(value.shape)} here. Pass the config it was trained with (the config.yaml in its run "
+                "folder: --config <run>/config.yaml)."
+            )
+    if missing:
+        raise ValueError(
+            f"{path} lacks {len(missing)} weights of {type(model).__name__} (e.g. {missing[0]!r}): it was trained "
+            "with other model options; pass the config.yaml of its run with --config."
+        )
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (DivergenceError, FileNotFoundError, ValueError, TypeError)
@@ -123,18 +225,33 @@ def trainer_defaults(name: str, max_epochs: int, **overrides: Any) -> dict[str, 
         "max_epochs": max_epochs,
         "logger": lazy_instance(CSVLogger, save_dir="runs", name=name),
         # persistent callbacks: always present, whatever the config adds
-        "callbacks": [RichProgressBar(leave=True), LearningRateMonitor(logging_interval="epoch"), DivergenceGuard()],
+        "callbacks": [
+            RichProgressBar(leave=True),
+            LearningRateMonitor(logging_interval="epoch"),
+            DivergenceGuard(),
+            ReproducibleEpochs(),
+        ],
         **overrides,
     }
+
+
+def last_checkpoint(dirpath: str | Path | None = None) -> ModelCheckpoint:
+    """`last.ckpt`, rewritten at every validation (or epoch end): what `fit --ckpt_path last` resumes.
+
+    Its own callback because since Lightning 2.6 `save_last=True` rewrites last.ckpt only when a top-k
+    checkpoint is saved in the same step, so a run whose metric stopped improving would resume epochs back.
+    """
+    return ModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
 
 
 class TaskCLI(LightningCLI):
     """LightningCLI shared by every task: best and last checkpoints on `monitor`, and `test` after `fit`.
 
-    Subclasses set `monitor`, `mode` and `checkpoint_filename`, and add their own links and writers in
-    `add_task_arguments`.
+    Subclasses set `task` (their module's name), `monitor`, `mode` and `checkpoint_filename`, and add their
+    own links and writers in `add_task_arguments`.
     """
 
+    task: str = "resnet"
     monitor: str = "val/loss"
     mode: str = "min"
     checkpoint_filename: str = "best-epoch{epoch:02d}"
@@ -145,7 +262,7 @@ class TaskCLI(LightningCLI):
             {
                 "checkpoint.monitor": self.monitor,
                 "checkpoint.mode": self.mode,
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": False,  # last.ckpt comes from `last_checkpoint`, see there
                 "checkpoint.filename": self.checkpoint_filename,
                 "checkpoint.auto_insert_metric_name": False,
             }
@@ -168,7 +285,39 @@ class TaskCLI(LightningCLI):
             self.trainer_defaults["callbacks"] = [c for c in callbacks if not isinstance(c, ProgressBar)]
         if config.get("enable_checkpointing") is False:
             extra = [c for c in extra if not isinstance(c, ModelCheckpoint)]
+        else:
+            best = next((c for c in extra if isinstance(c, ModelCheckpoint)), None)
+            extra.append(last_checkpoint(best.dirpath if best else None))
         return self._instantiate_trainer(config, extra)
+
+    def _check_ckpt_path(self) -> None:
+        """`--ckpt_path last` finds the newest last.ckpt of this task (Lightning would look only in the new
+        run's empty version folder and silently start afresh); any path is checked before anything runs."""
+        config = self.config_init[self.subcommand]
+        path = config.get("ckpt_path")
+        if path in (None, "best", "hpc", "registry"):
+            return
+        if path == "last":
+            folders = [d for d in (getattr(self.trainer.checkpoint_callback, "dirpath", None),) if d]
+            logger = self.trainer.logger
+            if logger is not None and logger.save_dir is not None:
+                folders.append(Path(logger.save_dir) / (logger.name or ""))
+            path = find_last_checkpoint(*folders)
+            config["ckpt_path"] = str(path)
+            print(f"resuming from {path}", file=sys.stderr)
+        check_checkpoint(path, self.model, self.task)
+
+    def before_fit(self) -> None:
+        self._check_ckpt_path()
+
+    def before_validate(self) -> None:
+        self._check_ckpt_path()
+
+    def before_test(self) -> None:
+        self._check_ckpt_path()
+
+    def before_predict(self) -> None:
+        self._check_ckpt_path()
 
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit", False) or self.trainer.interrupted:
@@ -180,8 +329,13 @@ class TaskCLI(LightningCLI):
 __all__ = [
     "DivergenceError",
     "DivergenceGuard",
+    "ReproducibleEpochs",
     "TaskCLI",
     "atomic_path",
+    "check_checkpoint",
+    "check_finite_batch",
+    "find_last_checkpoint",
+    "last_checkpoint",
     "output_dir",
     "run",
     "save_figure",

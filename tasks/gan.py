@@ -412,6 +412,7 @@ class SampleWriter(BasePredictionWriter):
 class GANCLI(TaskCLI):
     """Checkpoints on validation digit-FID (lower is better), and the sample writer for `predict`."""
 
+    task = "gan"
     monitor, mode, checkpoint_filename = "val/digit_fid", "min", "best-epoch{epoch:03d}-fid{val/digit_fid:.2f}"
 
     def add_task_arguments(self, parser: LightningArgumentParser) -> None:

@@ -247,6 +247,7 @@ class ReadingWriter(BasePredictionWriter):
 class LSTMCLI(TaskCLI):
     """Checkpoints on validation exact-sequence accuracy, and a CSV writer for `predict`."""
 
+    task = "lstm"
     monitor, mode, checkpoint_filename = "val/exact", "max", "best-epoch{epoch:02d}-exact{val/exact:.4f}"
 
     def add_task_arguments(self, parser: LightningArgumentParser) -> None:

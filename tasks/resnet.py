@@ -183,6 +183,7 @@ class PredictionCSVWriter(BasePredictionWriter):
 class ResNetCLI(TaskCLI):
     """The data's shape linked into the model, and a CSV writer for `predict`."""
 
+    task = "resnet"
     monitor, mode, checkpoint_filename = "val/acc", "max", "best-epoch{epoch:02d}-acc{val/acc:.4f}"
 
     def add_task_arguments(self, parser: LightningArgumentParser) -> None:

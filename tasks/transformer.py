@@ -184,6 +184,7 @@ class AnswerWriter(BasePredictionWriter):
 class TransformerCLI(TaskCLI):
     """The tokenizer's sizes linked into the model, and an answer writer for `predict`."""
 
+    task = "transformer"
     monitor, mode, checkpoint_filename = "val/exact", "max", "best-step{step}-exact{val/exact:.4f}"
 
     def add_task_arguments(self, parser: LightningArgumentParser) -> None:

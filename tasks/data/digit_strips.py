@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .images import ImageDataModule, Source, list_images
+from .reproducible import make_loader
 
 MEAN, STD = 0.1307, 0.3081  # MNIST pixel statistics
 
@@ -184,7 +185,7 @@ class DigitStripDataModule(pl.LightningDataModule):
         self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, collate_fn=collate)
+        return make_loader(dataset, self.hparams.batch_size, shuffle, self.hparams.seed, collate_fn=collate)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

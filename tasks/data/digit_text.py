@@ -18,6 +18,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .reproducible import make_loader
+
 Task = Literal["add", "sort", "reverse"]
 
 
@@ -203,7 +205,7 @@ class DigitTaskDataModule(pl.LightningDataModule):
         self.test_set = ProblemSet(self.task, test, self.tokenizer)
 
     def _loader(self, data: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(data, batch_size=self.hparams.batch_size, shuffle=shuffle, drop_last=shuffle)
+        return make_loader(data, self.hparams.batch_size, shuffle, self.hparams.seed, drop_last=shuffle)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .idx import CorruptFileError, read_idx
+from .reproducible import make_loader
 
 Source = Literal["auto", "folder", "download", "embedded"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -389,15 +390,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.test_set = TensorImages(*test, self.transforms(train=False))
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            drop_last=False,
-        )
+        return make_loader(dataset, self.hparams.batch_size, shuffle, self.hparams.seed, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -1,0 +1,122 @@
+"""Resume is exact: 2 epochs straight equal 1 epoch, a kill, and `fit --ckpt_path last` for 1 more, bit for bit.
+
+Every task: weights, optimiser state, EMA and schedulers come back from the checkpoint, and
+`ReproducibleEpochs` seeds each epoch from (seed, epoch), so the resumed epoch sees the same shuffle,
+augmentation, noise and dropout as the straight run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from residual_kit.models import create_model
+
+
+class StopAfterFirstEpoch(pl.Callback):
+    """Stands in for a run killed after its first epoch (the checkpoint of that epoch is written)."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = True
+
+
+@pytest.fixture(scope="module")
+def judge_path(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("judge") / "judge.pt"
+    torch.save(create_model("resnet20", in_channels=1, num_classes=10).state_dict(), path)
+    return str(path)
+
+
+COMMON = [
+    "--trainer.max_epochs=2",
+    "--trainer.limit_train_batches=3",
+    "--trainer.limit_val_batches=1",
+    "--test_after_fit=false",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
+TASKS = {
+    "resnet": ["--data.source=embedded", "--data.batch_size=16"],
+    "lstm": [
+        "--data.source=embedded",
+        "--data.batch_size=8",
+        "--model.hidden_size=16",
+        "--model.layers=2",
+        "--model.dropout=0.1",
+    ],
+    "gan": [
+        "--data.source=embedded",
+        "--data.batch_size=8",
+        "--model.width=8",
+        "--model.z_dim=16",
+        "--model.eval_samples=8",
+        "--trainer.check_val_every_n_epoch=1",
+    ],
+    "transformer": [
+        "--data.num_train=256",
+        "--data.num_val=32",
+        "--data.num_test=32",
+        "--data.batch_size=32",
+        "--model.layers=1",
+        "--model.dim=32",
+        "--model.dropout=0.1",
+        "--trainer.max_steps=-1",
+        "--trainer.val_check_interval=null",
+        "--trainer.check_val_every_n_epoch=1",
+    ],
+}
+
+
+def last_checkpoint(root: Path) -> dict:
+    (path,) = sorted(root.glob("runs/*/version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)[-1:]
+    return torch.load(path, weights_only=False)
+
+
+def assert_same(a, b, where: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"{where} differs by {(a.float() - b.float()).abs().max().item():.3g}"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_kill_and_resume_equals_a_straight_run(task, tmp_path, monkeypatch, judge_path):
+    cli_main = importlib.import_module(f"tasks.{task}").cli_main
+    args = ["fit", *COMMON, *TASKS[task]]
+    if task == "gan":
+        args.append(f"--model.classifier_path={judge_path}")
+    for run in ("straight", "resumed"):
+        (tmp_path / run).mkdir()
+    monkeypatch.chdir(tmp_path / "straight")
+    cli_main(args)
+    monkeypatch.chdir(tmp_path / "resumed")
+    killed = cli_main([*args, f"--trainer.callbacks+={__name__}.StopAfterFirstEpoch"])
+    assert killed.trainer.current_epoch == 1
+    resumed = cli_main([*args, "--ckpt_path=last"])
+    assert resumed.trainer.current_epoch == 2
+    assert len(list((tmp_path / "resumed").glob("runs/*/version_*"))) == 2  # the killed run's folder is kept
+
+    straight, again = last_checkpoint(tmp_path / "straight"), last_checkpoint(tmp_path / "resumed")
+    assert straight["global_step"] == again["global_step"] > 0
+    assert_same(straight["state_dict"], again["state_dict"], "state_dict")  # bit for bit on CPU
+    assert_same(straight["optimizer_states"], again["optimizer_states"], "optimizer")
+    assert_same(straight["lr_schedulers"], again["lr_schedulers"], "scheduler")
+
+
+def test_resume_last_with_nothing_to_resume_says_so(tmp_path, monkeypatch):
+    from tasks.resnet import cli_main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no last.ckpt under .*Train first with `fit`"):
+        cli_main(["fit", *COMMON, *TASKS["resnet"], "--ckpt_path=last"])
