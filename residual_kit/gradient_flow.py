@@ -178,9 +178,11 @@ class GradientFlowMonitor(pl.Callback):
             self._active = False
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.filename is None or not self.history or not trainer.is_global_zero:
+        if self.filename is None or not self.history:
             return
-        folder = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
+        folder = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)  # a collective under DDP: every rank
+        if not trainer.is_global_zero:
+            return
         path = save_figure(plot_gradient_flow(self.history, self.recorder.names), folder / self.filename)
         pl_module.print(f"gradient flow per block: {path}")
 

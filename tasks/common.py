@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
 import sys
@@ -53,8 +54,14 @@ def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[A
 
 
 def output_dir(trainer: pl.Trainer) -> Path:
-    """Where a run's pictures and tables go: the logger's version folder, else the root dir."""
-    return Path(trainer.log_dir or trainer.default_root_dir)
+    """Where a run's pictures and tables go: the logger's version folder, else the root dir.
+
+    Reads the logger, not `trainer.log_dir`: that one is a collective under DDP and would hang a rank-0-only
+    writer.
+    """
+    logger = trainer.logger
+    log_dir = getattr(logger, "log_dir", None) or (logger.save_dir if logger is not None else None)
+    return Path(log_dir or trainer.default_root_dir)
 
 
 class DivergenceError(RuntimeError):
@@ -204,6 +211,25 @@ def check_checkpoint(path: str | Path, model: torch.nn.Module, task: str) -> Non
         )
 
 
+def check_hyperparameters(path: str | Path, model_class: type, task: str) -> None:
+    """Refuse a checkpoint that cannot be read or whose hyperparameters `model_class` does not take."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"checkpoint {path} cannot be read (truncated or not a checkpoint): {err}") from err
+    hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
+    if "_class_path" in hparams:  # subclass mode: the parser checks the class itself
+        return
+    accepted = set(inspect.signature(model_class).parameters)
+    foreign = sorted(k for k in hparams if not k.startswith("_") and k not in accepted)
+    if foreign:
+        raise ValueError(
+            f"{path} is not a checkpoint of {model_class.__name__} (tasks.{task}): it was saved with "
+            f"{', '.join(foreign[:4])}, which {model_class.__name__} does not take. Pass a checkpoint written by "
+            f"`python -m tasks.{task} fit`."
+        )
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (DivergenceError, FileNotFoundError, ValueError, TypeError)
 
 
@@ -255,6 +281,7 @@ class TaskCLI(LightningCLI):
     monitor: str = "val/loss"
     mode: str = "min"
     checkpoint_filename: str = "best-epoch{epoch:02d}"
+    ddp_find_unused: bool = False  # let `--trainer.strategy=ddp` mean DDP that allows unused parameters
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -283,12 +310,23 @@ class TaskCLI(LightningCLI):
         if config.get("enable_progress_bar") is False:
             callbacks = self.trainer_defaults.get("callbacks", [])
             self.trainer_defaults["callbacks"] = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        if self.ddp_find_unused and config.get("strategy") == "ddp":
+            config["strategy"] = "ddp_find_unused_parameters_true"
         if config.get("enable_checkpointing") is False:
             extra = [c for c in extra if not isinstance(c, ModelCheckpoint)]
         else:
             best = next((c for c in extra if isinstance(c, ModelCheckpoint)), None)
             extra.append(last_checkpoint(best.dirpath if best else None))
         return self._instantiate_trainer(config, extra)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # LightningCLI reads a checkpoint's hyperparameters into the config next; a checkpoint that is
+        # unreadable or of another task must fail here with one line, not a traceback or a parser error
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and Path(path).is_file():
+            check_hyperparameters(path, self._model_class, self.task)
 
     def _check_ckpt_path(self) -> None:
         """`--ckpt_path last` finds the newest last.ckpt of this task (Lightning would look only in the new
@@ -334,6 +372,7 @@ __all__ = [
     "atomic_path",
     "check_checkpoint",
     "check_finite_batch",
+    "check_hyperparameters",
     "find_last_checkpoint",
     "last_checkpoint",
     "output_dir",

@@ -413,6 +413,7 @@ class GANCLI(TaskCLI):
     """Checkpoints on validation digit-FID (lower is better), and the sample writer for `predict`."""
 
     task = "gan"
+    ddp_find_unused = True  # D and G step in turn: each backward leaves the other network's weights unused
     monitor, mode, checkpoint_filename = "val/digit_fid", "min", "best-epoch{epoch:03d}-fid{val/digit_fid:.2f}"
 
     def add_task_arguments(self, parser: LightningArgumentParser) -> None:

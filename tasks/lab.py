@@ -11,6 +11,7 @@ writes `report.md` (tables and linked figures), `results.csv` and PNGs into `--o
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
@@ -75,13 +76,43 @@ class LossHistory(pl.Callback):
 
 def train_one(
     family: str, depth: int, residual: bool, seed: int, epochs: int, out: Path, source: Source,
+    options: dict[str, Any], record_every: int, limit_batches: float | int, resume: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Train and test one twin; returns its numbers and keeps its loss curve and gradient records.
+
+    The result is kept in `<out>/runs/<name>/result.json` with the settings that made it; with `resume`,
+    a run whose settings match is read back instead of trained again, so a killed sweep picks up where
+    it stopped.
+    """
+    name = f"{'residual' if residual else 'plain'}{depth}-seed{seed}"
+    settings = dict(family=family, depth=depth, residual=residual, seed=seed, epochs=epochs, source=source,
+                    options=options, record_every=record_every, limit_batches=limit_batches)  # fmt: skip
+    saved = out / "runs" / name / "result.json"
+    if resume and saved.is_file():
+        try:
+            kept = json.loads(saved.read_text())
+        except json.JSONDecodeError:
+            kept = {}
+        if kept.get("settings") == json.loads(json.dumps(settings)):
+            print(f"{name}: reusing the finished run in {saved} (--resume false trains it again)")
+            return kept["result"]
+    result = _train_one(name, family, depth, residual, seed, epochs, out, source, options, record_every, limit_batches)
+    tmp, saved = atomic_path(saved)
+    try:
+        tmp.write_text(json.dumps({"settings": settings, "result": result}))
+        tmp.replace(saved)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return result
+
+
+def _train_one(
+    name: str, family: str, depth: int, residual: bool, seed: int, epochs: int, out: Path, source: Source,
     options: dict[str, Any], record_every: int, limit_batches: float | int,
 ) -> dict[str, Any]:  # fmt: skip
-    """Train and test one twin; returns its numbers and keeps its loss curve and gradient records."""
     spec = FAMILIES[family]
     pl.seed_everything(seed, workers=True)
     model, data = spec.build(depth, residual, source, dict(options))
-    name = f"{'residual' if residual else 'plain'}{depth}-seed{seed}"
     monitor = GradientFlowMonitor(record_every, blocks=spec.blocks, dirpath=str(out / "runs" / name))
     history = LossHistory()
     trainer = pl.Trainer(
@@ -222,6 +253,7 @@ def depth(
     record_every: int = 10,
     limit_batches: float = 1.0,
     lr: float | None = None,
+    resume: bool = True,
 ) -> Path:
     """Plain against residual twins at several depths, same data, seeds and budget (He et al. 2015, Fig. 6).
 
@@ -235,12 +267,13 @@ def depth(
         record_every: steps between gradient-flow records.
         limit_batches: share (or number) of training batches per epoch, to shrink the budget.
         lr: peak learning rate; default: the task's own.
+        resume: reuse runs of the same settings already finished in `out` (a killed sweep goes on).
     """
     spec = FAMILIES[family]
     depths, seeds, folder = depths or spec.depths, seeds or [0], Path(out)
     options = {"lr": lr} if lr is not None else {}
     rows = [
-        train_one(family, d, residual, s, epochs, folder, source, options, record_every, limit_batches)
+        train_one(family, d, residual, s, epochs, folder, source, options, record_every, limit_batches, resume)
         for d in depths
         for residual in (False, True)
         for s in seeds
@@ -282,6 +315,7 @@ def variants(
     source: Source = "auto",
     record_every: int = 25,
     limit_batches: float = 1.0,
+    resume: bool = True,
 ) -> Path:
     """Residual options side by side on one ResNet depth: same seeds, same budget; mean and spread over seeds.
 
@@ -294,6 +328,7 @@ def variants(
         source: where the digits come from.
         record_every: steps between gradient-flow records.
         limit_batches: share (or number) of training batches per epoch.
+        resume: reuse runs of the same settings already finished in `out` (a killed sweep goes on).
     """
     names, seeds, folder = names or list(VARIANTS), seeds or [0, 1, 2], Path(out)
     unknown = [n for n in names if n not in VARIANTS]
@@ -313,6 +348,7 @@ def variants(
                 VARIANTS[name],
                 record_every,
                 limit_batches,
+                resume,
             )
             for s in seeds
         ]

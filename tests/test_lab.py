@@ -114,6 +114,21 @@ def test_depth_sweep_end_to_end_on_a_tiny_budget(tmp_path):
         assert f"]({png})" in report and (out / png).stat().st_size > 1000
 
 
+def test_a_killed_sweep_goes_on_from_its_finished_runs(tmp_path, capsys):
+    out = tmp_path / "lab"
+    args = ["depth", "--depths=[8]", "--epochs=1", "--limit_batches=2", "--source=embedded", f"--out={out}"]
+    cli_main(args)
+    first = (out / "results.csv").read_text()
+    (out / "runs" / "residual8-seed0" / "result.json").unlink()  # as if killed during the residual twin
+    capsys.readouterr()
+    cli_main(args)
+    log = capsys.readouterr().out
+    assert "plain8-seed0: reusing the finished run" in log and "residual8-seed0: reusing" not in log
+    assert (out / "results.csv").read_text() == first  # the retrained twin gives the same numbers
+    cli_main([*args, "--epochs=2"])  # other settings: nothing reused
+    assert "reusing" not in capsys.readouterr().out
+
+
 def test_variants_sweep_end_to_end_on_a_tiny_budget(tmp_path):
     out = tmp_path / "variants"
     names = '["ReZero", "gated merge"]'

@@ -12,7 +12,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from tasks.common import DivergenceError, DivergenceGuard
+from tasks.common import DivergenceError, DivergenceGuard, check_checkpoint
+from tasks.resnet import ImageClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,3 +75,65 @@ def test_missing_checkpoint_is_one_line_and_exit_1(tmp_path):
 def test_config_typo_names_the_key(tmp_path):
     out = run_cli("tasks.transformer", "fit", "--model.layerz=3", cwd=tmp_path)
     assert out.returncode != 0 and "layerz" in out.stderr and "Traceback" not in out.stderr
+
+
+class Linear(pl.LightningModule):
+    def __init__(self, data: torch.Tensor) -> None:
+        super().__init__()
+        self.net, self.data = nn.Linear(2, 1), data
+
+    def training_step(self, batch, batch_idx):
+        return self.net(batch[0]).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.data), batch_size=4)
+
+
+def test_non_finite_input_batch_is_refused_before_it_reaches_the_weights():
+    data = torch.randn(16, 2)
+    data[9, 1] = float("nan")  # in the third batch
+    model = Linear(data)
+    trainer = pl.Trainer(max_epochs=1, callbacks=[DivergenceGuard()], logger=False, accelerator="cpu",
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    with pytest.raises(ValueError, match=r"training batch 2 of epoch 0 holds 1 non-finite input values"):
+        trainer.fit(model)
+    assert trainer.global_step == 2 and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def fast_fit(task: str, tmp_path: Path, *extra: str) -> Path:
+    """Fit one tiny epoch of a task in a subprocess; returns its last.ckpt."""
+    args = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
+            "--test_after_fit=false", "--trainer.enable_progress_bar=false", *extra]  # fmt: skip
+    out = run_cli(f"tasks.{task}", "fit", *args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return tmp_path / "runs" / task / "version_0" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def resnet_ckpt(tmp_path_factory) -> Path:
+    return fast_fit("resnet", tmp_path_factory.mktemp("resnet"), "--data.source=embedded", "--data.batch_size=16")
+
+
+def test_checkpoint_of_another_task_is_one_line_and_exit_1(tmp_path, resnet_ckpt):
+    out = run_cli("tasks.transformer", "test", f"--ckpt_path={resnet_ckpt}", "--data.num_test=32", cwd=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "is not a checkpoint of DigitTransformer (tasks.transformer)" in out.stderr
+    assert "python -m tasks.transformer fit" in out.stderr
+
+
+def test_checkpoint_with_other_model_options_names_the_weight_and_the_fix(resnet_ckpt):
+    with pytest.raises(ValueError, match=r"trained with other model options: .* is \(16, 1, 3, 3\) there .*--config"):
+        check_checkpoint(resnet_ckpt, ImageClassifier(width=2), "resnet")
+    check_checkpoint(resnet_ckpt, ImageClassifier(), "resnet")  # the same options pass
+
+
+def test_truncated_checkpoint_is_named_and_left_alone(tmp_path, resnet_ckpt):
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(resnet_ckpt.read_bytes()[:5000])
+    out = run_cli("tasks.resnet", "fit", f"--ckpt_path={broken}", "--data.source=embedded", cwd=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "cannot be read (truncated or not a checkpoint)" in out.stderr
+    assert broken.stat().st_size == 5000 and not (tmp_path / "runs").exists()  # nothing written, nothing trained
