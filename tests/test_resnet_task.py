@@ -142,3 +142,13 @@ def test_missing_checkpoint_path_is_named(tmp_path):
 def test_module_importable_for_users():
     model = ImageClassifier(arch="resnet8", in_channels=3)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_predict_names_every_bad_file_before_it_starts(tmp_path):
+    from tasks.data.images import ImageFiles
+
+    for name, size in [("a.png", 28), ("b.png", 32), ("c.png", 40)]:
+        Image.new("L", (size, size)).save(tmp_path / name)
+    paths = sorted(tmp_path.glob("*.png"))
+    with pytest.raises(ValueError, match=r"b.png is 32x32; .*c.png is 40x40 but the model reads 28x28 images"):
+        ImageFiles(paths, 1, 28, lambda x: x)

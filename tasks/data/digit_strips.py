@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .images import ImageDataModule, Source, list_images
+from .images import ImageDataModule, Source, check_image_sizes, list_images
 from .reproducible import make_loader
 
 MEAN, STD = 0.1307, 0.3081  # MNIST pixel statistics
@@ -95,6 +95,9 @@ class StripFiles(Dataset):
 
     def __init__(self, paths: list[Path], width: int) -> None:
         self.paths, self.width = paths, width
+        check_image_sizes(paths, lambda w, h: h == 28 and w <= width, f"strips are 28 pixels high and at most "
+                          f"{width} wide", "scale them to height 28 (white digits on black, as MNIST), or train "
+                          "with a larger --data.width")  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.paths)

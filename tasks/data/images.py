@@ -260,6 +260,8 @@ class ImageFiles(Dataset):
 
     def __init__(self, paths: list[Path], channels: int, size: int, transform: v2.Transform) -> None:
         self.paths, self.channels, self.size, self.transform = paths, channels, size, transform
+        check_image_sizes(paths, lambda w, h: (w, h) == (size, size), f"the model reads {size}x{size} images",
+                          f"resize them first (e.g. PIL: Image.open(p).resize(({size}, {size})))")  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -281,6 +283,24 @@ class ImageFiles(Dataset):
         x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
         x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
         return self.transform(x), i
+
+
+def check_image_sizes(paths: Sequence[Path], ok: Callable[[int, int], bool], need: str, fix: str) -> None:
+    """Read every image's header before `predict` starts and name all that are unreadable or of the wrong size."""
+    from PIL import Image, UnidentifiedImageError
+
+    bad: list[str] = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"{path} is not a readable image ({err})") from err
+        if not ok(w, h):
+            bad.append(f"{path} is {w}x{h}")
+    if bad:
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise ValueError(f"{'; '.join(bad[:3])}{more} but {need}: {fix}")
 
 
 def list_images(spec: str | Path | Sequence[str | Path]) -> list[Path]:
