@@ -340,7 +340,7 @@ class TaskCLI(LightningCLI):
             logger = self.trainer.logger
             if logger is not None and logger.save_dir is not None:
                 folders.append(Path(logger.save_dir) / (logger.name or ""))
-            path = find_last_checkpoint(*folders)
+            path = find_last_checkpoint(*(folders or [Path("runs") / self.task]))
             config["ckpt_path"] = str(path)
             print(f"resuming from {path}", file=sys.stderr)
         check_checkpoint(path, self.model, self.task)
