@@ -14,9 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-
-from residual_kit.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DDP = ["--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2"]
@@ -64,14 +61,6 @@ TASKS = {  # args, the test metric compared with one process, optimiser steps of
         5,
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def judge_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("judge") / "judge.pt"
-    torch.save(create_model("resnet20", in_channels=1, num_classes=10).state_dict(), path)
-    return str(path)
 
 
 def read_metrics(path: Path) -> dict[str, float]:

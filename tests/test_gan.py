@@ -24,15 +24,6 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-@pytest.fixture(scope="module")
-def judge_path(tmp_path_factory):
-    """An (untrained) ResNet-20 state dict: enough to test the plumbing without training a judge."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("judge") / "judge.pt"
-    torch.save(create_model("resnet20", in_channels=1, num_classes=10).state_dict(), path)
-    return str(path)
-
-
 def test_block_shapes():
     x = torch.randn(2, 8, 7, 7)
     up = up_block(8, 4, num_classes=10)

@@ -14,22 +14,12 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from residual_kit.models import create_model
-
 
 class StopAfterFirstEpoch(pl.Callback):
     """Stands in for a run killed after its first epoch (the checkpoint of that epoch is written)."""
 
     def on_train_epoch_end(self, trainer, pl_module):
         trainer.should_stop = True
-
-
-@pytest.fixture(scope="module")
-def judge_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("judge") / "judge.pt"
-    torch.save(create_model("resnet20", in_channels=1, num_classes=10).state_dict(), path)
-    return str(path)
 
 
 COMMON = [
