@@ -303,13 +303,16 @@ class TaskCLI(LightningCLI):
         """Links and writers of one task."""
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        # the rich bar and the checkpoint are always-on callbacks; `--trainer.enable_progress_bar=false` and
-        # `--trainer.enable_checkpointing=false` must still work, so drop them instead of letting Trainer refuse
+        # the rich bar, the lr monitor and the checkpoint are always-on callbacks; `enable_progress_bar=false`,
+        # `logger=false` and `enable_checkpointing=false` must still work, so drop them instead of letting
+        # Trainer refuse
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         extra = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
-        if config.get("enable_progress_bar") is False:
+        dropped = (ProgressBar,) if config.get("enable_progress_bar") is False else ()
+        dropped += (LearningRateMonitor,) if config.get("logger") is False else ()
+        if dropped:
             callbacks = self.trainer_defaults.get("callbacks", [])
-            self.trainer_defaults["callbacks"] = [c for c in callbacks if not isinstance(c, ProgressBar)]
+            self.trainer_defaults["callbacks"] = [c for c in callbacks if not isinstance(c, dropped)]
         if self.ddp_find_unused and config.get("strategy") == "ddp":
             config["strategy"] = "ddp_find_unused_parameters_true"
         if config.get("enable_checkpointing") is False:

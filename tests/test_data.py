@@ -167,6 +167,25 @@ def test_augmentation_is_seeded(tmp_path):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_random_erasing_blanks_a_rectangle_only_while_training(tmp_path):
+    dm = ImageDataModule(dataset="mnist", source="embedded", root=str(tmp_path), augment=False, random_erasing=1.0)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    erased = dm.train_set[0][0]
+    plain = (dm.train_set.images[0].float() / 255 - 0.1307) / 0.3081
+    changed = ((erased - plain).abs() > 1e-4)[0]
+    rows, cols = changed.any(1).nonzero(), changed.any(0).nonzero()
+    box = changed[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    assert box.all(), "the erased pixels form one filled rectangle"
+    assert 0.02 * 784 <= box.numel() <= 0.4 * 784  # Zhong et al.'s area range
+    torch.testing.assert_close(dm.val_set[0][0], (dm.val_set.images[0].float() / 255 - 0.1307) / 0.3081)
+
+
+def test_random_erasing_is_a_probability():
+    with pytest.raises(ValueError, match=r"random_erasing=1.5 .*\[0, 1\]"):
+        ImageDataModule(random_erasing=1.5)
+
+
 def test_bad_dataset_name():
     with pytest.raises(ValueError, match="cifar10"):
         ImageDataModule(dataset="svhn")

@@ -34,6 +34,13 @@ def test_fit_fast_dev_run_then_test():
     assert isinstance(cli.model, ImageClassifier) and cli.model.hparams.in_channels == 1
 
 
+def test_fit_without_logger_or_progress_bar():
+    """The always-on callbacks (lr monitor, rich bar, checkpoints) step aside instead of making Trainer refuse."""
+    off = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_checkpointing=false"]
+    cli = cli_main(["fit", *FAST, *off])
+    assert cli.trainer.state.finished and cli.trainer.logger is None
+
+
 def test_fit_writes_checkpoints_and_confusion_matrix(tmp_path):
     args = ["fit", "--data.source=embedded", "--data.batch_size=32", "--trainer.max_epochs=1"]
     args += ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2"]

@@ -334,6 +334,8 @@ class ImageDataModule(pl.LightningDataModule):
         val_fraction: share of the training data held out for validation.
         test_fraction: share of the embedded digits held out for test (embedded source only).
         augment: random shifts (digits), crops and flips (Fashion-MNIST, CIFAR-10) while training.
+        random_erasing: probability of erasing a random rectangle of each training image (Zhong et al.
+            2017, their defaults: 2-40% of the area, aspect 0.3-3.3, noise fill), after `augment`; 0 is off.
         num_workers: loader processes; None picks 0 on machines of 2 cores or fewer, else up to 8.
         seed: fixes the split.
         download_timeout: seconds before a download attempt gives up.
@@ -349,6 +351,7 @@ class ImageDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         augment: bool = True,
+        random_erasing: float = 0.0,
         num_workers: int | None = None,
         seed: int = 0,
         download_timeout: float = 10.0,
@@ -359,6 +362,8 @@ class ImageDataModule(pl.LightningDataModule):
             raise ValueError(f"dataset={dataset!r} is not one of {sorted(DATASETS)}")
         if not 0 < val_fraction < 1 or not 0 < test_fraction < 1:
             raise ValueError("val_fraction and test_fraction must lie strictly between 0 and 1")
+        if not 0 <= random_erasing <= 1:
+            raise ValueError(f"random_erasing={random_erasing} is a probability: pick a value in [0, 1]")
         self.save_hyperparameters()
         self.spec = DATASETS[dataset]
         self.num_classes = len(self.spec.classes)
@@ -372,8 +377,14 @@ class ImageDataModule(pl.LightningDataModule):
 
     def transforms(self, train: bool) -> v2.Transform:
         augment = self.spec.train_augment() if train and self.hparams.augment else []
+        erase = self.hparams.random_erasing if train else 0.0
         return v2.Compose(
-            [*augment, v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.spec.mean, self.spec.std)]
+            [
+                *augment,
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(self.spec.mean, self.spec.std),
+                *([v2.RandomErasing(erase, scale=(0.02, 0.4), ratio=(0.3, 3.3), value="random")] if erase else []),
+            ]
         )
 
     def prepare_data(self) -> None:
