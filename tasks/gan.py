@@ -196,7 +196,8 @@ class DigitGAN(pl.LightningModule):
         return (self.ema(z, y) + 1) / 2
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        d_real, d_fake = self.discriminator(real, y), self.discriminator(fake, y)
+        both = self.discriminator(torch.cat([real, fake]), None if y is None else torch.cat([y, y]))
+        d_real, d_fake = both.chunk(2)  # one pass over both halves: D has no batch statistics
         if self.hparams.loss == "hinge":
             return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
         eps = torch.rand(real.shape[0], 1, 1, 1, device=self.device)

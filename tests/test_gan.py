@@ -42,6 +42,16 @@ def test_generator_and_discriminator_shapes(arch, num_classes):
     assert d(images, y).shape == (4,)
 
 
+@pytest.mark.parametrize("arch", ["resnet", "dcgan"])
+def test_conditional_generator_reads_the_class_from_the_start(arch):
+    """An untrained conditional G already draws different images for different labels (same z)."""
+    torch.manual_seed(0)
+    g = GENERATORS[arch](16, 8, num_classes=10).eval()
+    z = torch.randn(1, 16).expand(10, 16)
+    images = g(z, torch.arange(10))
+    assert all(not torch.allclose(images[0], images[k]) for k in range(1, 10))
+
+
 def test_discriminator_is_spectrally_normalised():
     torch.manual_seed(0)
     d = ResNetDiscriminator(8, num_classes=10)

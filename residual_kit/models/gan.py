@@ -2,8 +2,11 @@
 
 Generator: z -> 7x7 -> up-block (14x14) -> up-block (28x28) -> BN-ReLU-conv -> tanh. Each up-block is
 `Residual(wrap=branch, shortcut=upsample + 1x1 conv)`; its branch takes the class label as an extra
-argument for class-conditional BatchNorm. Discriminator: spectrally normalised down-blocks, ReLU, sum
-pooling, a linear critic, plus the projection term <embed(y), h> when conditional (Miyato & Koyama 2018).
+argument for class-conditional BatchNorm. A conditional generator also reads a class embedding beside z
+(as BigGAN does), so the class shapes the 7x7 layout from the first step.
+
+Discriminator: spectrally normalised down-blocks, ReLU, sum pooling, a linear critic, plus the projection
+term <embed(y), h> when conditional (Miyato & Koyama 2018).
 """
 
 from __future__ import annotations
@@ -82,18 +85,22 @@ class ResNetGenerator(nn.Module):
     Args:
         z_dim: noise dimensions.
         width: channels of the residual blocks.
-        num_classes: 0 for unconditional; else the class-conditional BN gets one gain and bias per class.
+        num_classes: 0 for unconditional; else a class embedding joins z, and the class-conditional BN
+            gets one gain and bias per class.
         channels: image channels.
     """
 
     def __init__(self, z_dim: int = 128, width: int = 64, num_classes: int = 0, channels: int = 1) -> None:
         super().__init__()
         self.z_dim, self.num_classes, self.width = z_dim, num_classes, width
-        self.fc = nn.Linear(z_dim, 7 * 7 * width)
+        self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None
+        self.fc = nn.Linear(2 * z_dim if num_classes else z_dim, 7 * 7 * width)
         self.blocks = nn.ModuleList([up_block(width, width, num_classes), up_block(width, width, num_classes)])
         self.out = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, channels, 3, padding=1), nn.Tanh())
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(y)], dim=1)  # (B, 2 * z_dim)
         h = self.fc(z).view(-1, self.width, 7, 7)  # (B, W, 7, 7)
         for block in self.blocks:
             h = block(h, y)  # 7 -> 14 -> 28
