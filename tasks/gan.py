@@ -139,6 +139,8 @@ class DigitGAN(pl.LightningModule):
         eval_samples: generated digits per evaluation (digit-FID and recognisability).
         classifier_path: digit classifier for digit-FID (tasks.resnet .ckpt or a state dict .pt); None: train once.
         confidence: the classifier confidence a digit needs to count as recognisable.
+        aux_weight: conditional only: weight of AC-GAN's class loss (Odena et al. 2017), CE(V h(real), y)
+            for D and CE(V h(G(z, y)), y) for G, beside the projection term; 0 turns it off.
     """
 
     def __init__(
@@ -157,8 +159,11 @@ class DigitGAN(pl.LightningModule):
         eval_samples: int = 1000,
         classifier_path: str | None = None,
         confidence: float = 0.9,
+        aux_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        if aux_weight and not num_classes:
+            raise ValueError("aux_weight needs class labels: set num_classes=10 as well, or aux_weight=0")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator = GENERATORS[arch](z_dim, width, num_classes)
@@ -196,15 +201,26 @@ class DigitGAN(pl.LightningModule):
         return (self.ema(z, y) + 1) / 2
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        both = self.discriminator(torch.cat([real, fake]), None if y is None else torch.cat([y, y]))
+        both, logits = self.discriminator.score_and_logits(
+            torch.cat([real, fake]), None if y is None else torch.cat([y, y])
+        )
         d_real, d_fake = both.chunk(2)  # one pass over both halves: D has no batch statistics
+        aux = self.aux_loss(logits[: len(real)], y) if logits is not None else 0.0  # real digits only
         if self.hparams.loss == "hinge":
-            return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+            return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean() + aux
         eps = torch.rand(real.shape[0], 1, 1, 1, device=self.device)
         mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
         (grad,) = torch.autograd.grad(self.discriminator(mix, y).sum(), mix, create_graph=True)
         penalty = (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
-        return d_fake.mean() - d_real.mean() + self.hparams.gp_weight * penalty
+        return d_fake.mean() - d_real.mean() + self.hparams.gp_weight * penalty + aux
+
+    def g_loss(self, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        score, logits = self.discriminator.score_and_logits(fake, y)
+        return -score.mean() + (self.aux_loss(logits, y) if logits is not None else 0.0)
+
+    def aux_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | float:
+        w = self.hparams.aux_weight
+        return w * F.cross_entropy(logits, y) if w else 0.0
 
     # --- training ---
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -222,7 +238,7 @@ class DigitGAN(pl.LightningModule):
         self.log("train/d_loss", d_loss, prog_bar=True)
 
         if (batch_idx + 1) % self.hparams.n_dis == 0:
-            g_loss = -self.discriminator(self.generator(self.noise(b), y), y).mean()
+            g_loss = self.g_loss(self.generator(self.noise(b), y), y)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             opt_g.step()

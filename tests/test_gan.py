@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from residual_kit import Residual
@@ -80,6 +81,28 @@ def test_one_manual_step_changes_both_networks(judge_path):
     assert any(not torch.equal(a, b) for a, b in zip(g0, model.generator.parameters(), strict=True))
     assert any(not torch.equal(a, b) for a, b in zip(d0, model.discriminator.parameters(), strict=True))
     assert model.ema.n_averaged.item() == 1  # one generator step (global_step counts both optimisers)
+
+
+@pytest.mark.parametrize("arch", ["resnet", "dcgan"])
+def test_aux_class_loss_is_cross_entropy_of_the_critic_head(arch):
+    """AC-GAN's term: L_G(aux_weight=w) - L_G(0) = w * CE(V h(fake), y); L_D adds it on the real half only."""
+    torch.manual_seed(0)
+    model = DigitGAN(arch=arch, num_classes=10, width=8, z_dim=16, aux_weight=0.5)
+    plain = DigitGAN(arch=arch, num_classes=10, width=8, z_dim=16)
+    plain.load_state_dict(model.state_dict())
+    model.eval(), plain.eval()  # freeze spectral norm's power iteration so both see the same weights
+    real, fake, y = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 28, 28) * 2 - 1, torch.arange(4)
+    h = model.discriminator.features(fake)
+    expected = 0.5 * F.cross_entropy(model.discriminator.classifier(h), y)
+    torch.testing.assert_close(model.g_loss(fake, y) - plain.g_loss(fake, y), expected)
+    h_real = model.discriminator.features(real)
+    expected_d = 0.5 * F.cross_entropy(model.discriminator.classifier(h_real), y)
+    torch.testing.assert_close(model.d_loss(real, fake, y) - plain.d_loss(real, fake, y), expected_d)
+
+
+def test_aux_class_loss_needs_labels():
+    with pytest.raises(ValueError, match="num_classes=10"):
+        DigitGAN(aux_weight=1.0)
 
 
 def test_judge_stays_in_eval_mode_and_frozen(judge_path):

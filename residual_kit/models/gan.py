@@ -107,7 +107,38 @@ class ResNetGenerator(nn.Module):
         return self.out(h)
 
 
-class ResNetDiscriminator(nn.Module):
+class Critic(nn.Module):
+    """The head both discriminators share: D(x, y) = w^T h + <embed(y), h> (projection) over pooled features h.
+
+    A conditional critic also has a class head, logits = V h: the auxiliary classifier of AC-GAN
+    (Odena et al. 2017), used only when the GAN's `aux_weight` is above zero.
+    """
+
+    def head(self, features: int, num_classes: int = 0) -> None:
+        """Build the head; subclasses call it after their feature layers (which keeps their init order)."""
+        self.fc = spectral_norm(nn.Linear(features, 1))
+        self.embed = spectral_norm(nn.Embedding(num_classes, features)) if num_classes else None
+        self.classifier = spectral_norm(nn.Linear(features, num_classes)) if num_classes else None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images -> pooled features h, (B, features)."""
+        raise NotImplementedError
+
+    def score_and_logits(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Critic scores (B,) and, when conditional, class logits (B, num_classes) from one pass."""
+        h = self.features(x)
+        out = self.fc(h).squeeze(1)
+        if self.embed is None:
+            return out, None
+        return out + (self.embed(y) * h).sum(dim=1), self.classifier(h)  # the projection term
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.score_and_logits(x, y)[0]
+
+
+class ResNetDiscriminator(Critic):
     """images (B, channels, 28, 28) [and labels] -> critic scores (B,).
 
     Args:
@@ -123,15 +154,10 @@ class ResNetDiscriminator(nn.Module):
             down_block(width, width),  # 14 -> 7
             down_block(width, width, downsample=False),
         )
-        self.fc = spectral_norm(nn.Linear(width, 1))
-        self.embed = spectral_norm(nn.Embedding(num_classes, width)) if num_classes else None
+        self.head(width, num_classes)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # (B, W)
-        out = self.fc(h).squeeze(1)
-        if self.embed is not None:
-            out = out + (self.embed(y) * h).sum(dim=1)  # the projection term
-        return out
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.blocks(x)).sum(dim=(2, 3))  # (B, W)
 
 
 class DCGANGenerator(nn.Module):
@@ -154,7 +180,7 @@ class DCGANGenerator(nn.Module):
         return self.net(self.fc(z).view(-1, 2 * self.width, 7, 7))
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(Critic):
     """The plain baseline critic: strided convs with LeakyReLU, spectrally normalised, projection if conditional."""
 
     def __init__(self, width: int = 64, num_classes: int = 0, channels: int = 1) -> None:
@@ -164,15 +190,10 @@ class DCGANDiscriminator(nn.Module):
             spectral_norm(nn.Conv2d(width, 2 * width, 4, 2, 1)), nn.LeakyReLU(0.1),  # 7x7
             spectral_norm(nn.Conv2d(2 * width, 2 * width, 3, 1, 1)), nn.LeakyReLU(0.1),
         )  # fmt: skip
-        self.fc = spectral_norm(nn.Linear(2 * width, 1))
-        self.embed = spectral_norm(nn.Embedding(num_classes, 2 * width)) if num_classes else None
+        self.head(2 * width, num_classes)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.net(x).sum(dim=(2, 3))
-        out = self.fc(h).squeeze(1)
-        if self.embed is not None:
-            out = out + (self.embed(y) * h).sum(dim=1)
-        return out
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).sum(dim=(2, 3))  # (B, 2W)
 
 
 GENERATORS = {"resnet": ResNetGenerator, "dcgan": DCGANGenerator}
@@ -182,6 +203,7 @@ __all__ = [
     "DISCRIMINATORS",
     "GENERATORS",
     "ConditionalBatchNorm2d",
+    "Critic",
     "DCGANDiscriminator",
     "DCGANGenerator",
     "ResNetDiscriminator",
