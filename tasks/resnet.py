@@ -8,6 +8,7 @@ python -m tasks.resnet predict --ckpt_path <ckpt> --data.predict_path digits/ --
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +46,8 @@ class ImageClassifier(pl.LightningModule):
         schedule: "onecycle", "cosine" or "paper" (x0.1 at 50% and 75% of training, He et al.).
         label_smoothing: cross-entropy label smoothing.
         compile: `torch.compile` the network (state dict keys unchanged).
+        test_time_flip: evaluate (val, test, predict) on the mean prediction for the image and its mirror;
+            only for data trained with horizontal flips (Fashion-MNIST, CIFAR-10), never digits.
         class_names: names for the confusion matrix and predictions (linked from the data module).
     """
 
@@ -68,6 +71,7 @@ class ImageClassifier(pl.LightningModule):
         schedule: Literal["onecycle", "cosine", "paper"] = "onecycle",
         label_smoothing: float = 0.0,
         compile: bool = False,
+        test_time_flip: bool = False,
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -91,12 +95,25 @@ class ImageClassifier(pl.LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.confusion = MulticlassConfusionMatrix(num_classes)
 
+    def setup(self, stage: str) -> None:
+        data = getattr(getattr(self.trainer, "datamodule", None), "hparams", {})
+        if self.hparams.test_time_flip and data.get("dataset") == "mnist":
+            raise ValueError("test_time_flip mirrors the images, which digits do not survive: set it false for mnist")
+
     def configure_model(self) -> None:
         if self.hparams.compile:
             self.net.compile()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, num_classes)
+
+    def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities for evaluation: log p(y|x), or log of the mean of p(y|x) and p(y|mirror x)."""
+        log_p = self(x).log_softmax(-1)
+        if not self.hparams.test_time_flip:
+            return log_p
+        both = torch.stack([log_p, self(x.flip(-1)).log_softmax(-1)])
+        return both.logsumexp(0) - math.log(2)  # (B, num_classes)
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
@@ -112,14 +129,14 @@ class ImageClassifier(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        logits = self(x)
+        logits = self.evaluate(x)
         self.val_acc(logits, y)
         self.log("val/loss", self._loss(logits, y), prog_bar=True, sync_dist=True)
         self.log("val/acc", self.val_acc, prog_bar=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        logits = self(x)
+        logits = self.evaluate(x)
         self.test_acc(logits, y)
         self.confusion.update(logits, y)
         self.log("test/loss", self._loss(logits, y), sync_dist=True)
@@ -135,7 +152,7 @@ class ImageClassifier(pl.LightningModule):
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, _ = batch
-        return self(x).softmax(-1)  # (B, num_classes)
+        return self.evaluate(x).exp()  # (B, num_classes)
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams

@@ -159,3 +159,19 @@ def test_predict_names_every_bad_file_before_it_starts(tmp_path):
     paths = sorted(tmp_path.glob("*.png"))
     with pytest.raises(ValueError, match=r"b.png is 32x32; .*c.png is 40x40 but the model reads 28x28 images"):
         ImageFiles(paths, 1, 28, lambda x: x)
+
+
+def test_test_time_flip_averages_the_image_and_its_mirror():
+    torch.manual_seed(0)
+    model = ImageClassifier(arch="resnet8", test_time_flip=True).eval()
+    x = torch.randn(4, 1, 28, 28)
+    mean_p = (model(x).softmax(-1) + model(x.flip(-1)).softmax(-1)) / 2
+    torch.testing.assert_close(model.evaluate(x), mean_p.log())
+    assert not torch.allclose(model.evaluate(x), model(x).log_softmax(-1))  # the mirror really took part
+    model.hparams.test_time_flip = False
+    torch.testing.assert_close(model.evaluate(x), model(x).log_softmax(-1))
+
+
+def test_test_time_flip_on_digits_is_refused():
+    with pytest.raises(ValueError, match=r"test_time_flip .* set it false for mnist"):
+        cli_main(["fit", *FAST, "--model.test_time_flip=true"])
