@@ -96,9 +96,12 @@ class ImageClassifier(pl.LightningModule):
         self.confusion = MulticlassConfusionMatrix(num_classes)
 
     def setup(self, stage: str) -> None:
-        data = getattr(getattr(self.trainer, "datamodule", None), "hparams", {})
-        if self.hparams.test_time_flip and data.get("dataset") == "mnist":
-            raise ValueError("test_time_flip mirrors the images, which digits do not survive: set it false for mnist")
+        spec = getattr(getattr(self.trainer, "datamodule", None), "spec", None)
+        if self.hparams.test_time_flip and spec is not None and not spec.mirrored_in_training:
+            raise ValueError(
+                f"test_time_flip mirrors the images, but {spec.name} is never trained on mirrored ones (a mirrored "
+                f"digit is another glyph): set it false for {spec.name}"
+            )
 
     def configure_model(self) -> None:
         if self.hparams.compile:
@@ -129,17 +132,17 @@ class ImageClassifier(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        logits = self.evaluate(x)
-        self.val_acc(logits, y)
-        self.log("val/loss", self._loss(logits, y), prog_bar=True, sync_dist=True)
+        log_p = self.evaluate(x)  # normalised: cross_entropy's log_softmax leaves it unchanged
+        self.val_acc(log_p, y)
+        self.log("val/loss", self._loss(log_p, y), prog_bar=True, sync_dist=True)
         self.log("val/acc", self.val_acc, prog_bar=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        logits = self.evaluate(x)
-        self.test_acc(logits, y)
-        self.confusion.update(logits, y)
-        self.log("test/loss", self._loss(logits, y), sync_dist=True)
+        log_p = self.evaluate(x)
+        self.test_acc(log_p, y)
+        self.confusion.update(log_p, y)
+        self.log("test/loss", self._loss(log_p, y), sync_dist=True)
         self.log("test/acc", self.test_acc)
 
     def on_test_epoch_end(self) -> None:

@@ -51,6 +51,11 @@ class DatasetSpec:
     idx: bool = True
     urls: tuple[str, ...] = field(default=())
 
+    @property
+    def mirrored_in_training(self) -> bool:
+        """Whether training shows mirrored images: only then is a mirrored test image in distribution."""
+        return any(isinstance(t, v2.RandomHorizontalFlip) for t in self.train_augment())
+
 
 def _digit_augment() -> list[v2.Transform]:
     return [v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1))]
