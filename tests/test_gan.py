@@ -83,6 +83,20 @@ def test_one_manual_step_changes_both_networks(judge_path):
     assert model.ema.n_averaged.item() == 1  # one generator step (global_step counts both optimisers)
 
 
+def test_channels_last_changes_the_layout_not_the_function():
+    torch.manual_seed(0)
+    nhwc = DigitGAN(width=8, z_dim=16, num_classes=0)
+    nchw = DigitGAN(width=8, z_dim=16, num_classes=0, channels_last=False)
+    nchw.load_state_dict(nhwc.state_dict())
+    conv = nhwc.generator.blocks[0].wrap.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    nhwc.eval(), nchw.eval()
+    z = torch.randn(4, 16)
+    torch.testing.assert_close(nhwc.generator(z), nchw.generator(z))
+    images = torch.rand(4, 1, 28, 28) * 2 - 1
+    torch.testing.assert_close(nhwc.discriminator(images), nchw.discriminator(images))
+
+
 @pytest.mark.parametrize("arch", ["resnet", "dcgan"])
 def test_aux_class_loss_is_cross_entropy_of_the_critic_head(arch):
     """AC-GAN's term: L_G(aux_weight=w) - L_G(0) = w * CE(V h(fake), y); L_D adds it on the real half only."""
