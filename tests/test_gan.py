@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -116,7 +118,7 @@ def test_aux_class_loss_is_cross_entropy_of_the_critic_head(arch):
 
 def test_aux_class_loss_needs_labels():
     with pytest.raises(ValueError, match="num_classes=10"):
-        DigitGAN(aux_weight=1.0)
+        DigitGAN(num_classes=0, aux_weight=1.0)
 
 
 def test_judge_stays_in_eval_mode_and_frozen(judge_path):
@@ -163,6 +165,16 @@ def test_cli_fit_fast_dev_run_then_predict_writes_files(tmp_path, judge_path):
     cli_main(["predict", *args, f"--ckpt_path={ckpt}", "--data.num_samples=12", f"--predictions.output_dir={out}"])
     assert (out / "grid.png").exists() and (out / "interpolation.png").exists()
     assert len(list((out / "digits").glob("*.png"))) == 12
+
+
+def test_cli_unconditional_config(tmp_path, judge_path):
+    """configs/gan_unconditional.yaml, as a user types it: no labels, G at 8e-4, no label accuracy."""
+    config = Path(__file__).parents[1] / "configs" / "gan_unconditional.yaml"
+    args = ["--data.source=embedded", "--data.batch_size=8", "--model.width=8", "--model.z_dim=16",
+            f"--model.classifier_path={judge_path}", "--model.eval_samples=16"]  # fmt: skip
+    cli = cli_main(["fit", f"--config={config}", *args, "--trainer.fast_dev_run=true"])
+    assert cli.model.hparams.num_classes == 0 and cli.model.hparams.lr_g == pytest.approx(8e-4)
+    assert "test/digit_fid" in cli.trainer.callback_metrics and "test/label_acc" not in cli.trainer.callback_metrics
 
 
 def test_generator_uses_residual_blocks():

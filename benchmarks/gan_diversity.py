@@ -1,0 +1,50 @@
+"""How varied are a GAN's digits within a class, against real digits? A number beside digit-FID.
+
+    python -m benchmarks.gan_diversity --ckpt runs/gan/version_0/checkpoints/<best>.ckpt [--samples 1000]
+
+For each class: the mean squared distance of the judge's features (the digit classifier behind
+digit-FID) to the class centroid, for generated digits (by requested label, or by the judge's label
+when unconditional) and for the held-out real test digits. Prints generated / real per class and the
+mean: 1.0 is real handwriting's variety, near 0 is one image per class.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from tasks.data import ImageDataModule
+from tasks.gan import DigitFeatures, DigitGAN, load_digit_classifier
+
+
+def within_class_spread(features: torch.Tensor, labels: torch.Tensor, classes: int = 10) -> torch.Tensor:
+    """(classes,) mean ||f - mean_c(f)||^2 over the samples of each class."""
+    return torch.stack([((f - f.mean(0)) ** 2).sum(1).mean() for f in (features[labels == c] for c in range(classes))])
+
+
+@torch.no_grad()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", required=True)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--source", default="auto")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    gan = DigitGAN.load_from_checkpoint(args.ckpt, map_location="cpu").eval()
+    judge = DigitFeatures(load_digit_classifier(gan.hparams.classifier_path))
+    data = ImageDataModule("mnist", source=args.source, augment=False)
+    data.setup("test")
+    real = data.test_set.images.float() / 255
+    labels = torch.arange(args.samples) % 10
+    fake = gan.sample(gan.noise(args.samples), labels if gan.hparams.num_classes else None)
+    if not gan.hparams.num_classes:
+        labels = judge.logits(fake).argmax(-1)
+    ratio = within_class_spread(judge(fake), labels) / within_class_spread(judge(real), data.test_set.labels)
+    print("within-class spread, generated / real:", " ".join(f"{c}:{r:.2f}" for c, r in enumerate(ratio.tolist())))
+    print(f"mean {ratio.mean():.2f}  (1.0 = as varied as real test digits)")
+
+
+if __name__ == "__main__":
+    main()
