@@ -1,6 +1,7 @@
 """How varied are a GAN's digits within a class, against real digits? A number beside digit-FID.
 
     python -m benchmarks.gan_diversity --ckpt runs/gan/version_0/checkpoints/<best>.ckpt [--samples 1000]
+        [--classifier <the --evaluation.classifier_path of that run, if one was given>]
 
 For each class: the mean squared distance of the judge's features (the digit classifier behind
 digit-FID) to the class centroid, for generated digits (by requested label, or by the judge's label
@@ -15,7 +16,8 @@ import argparse
 import torch
 
 from tasks.data import ImageDataModule
-from tasks.gan import DigitFeatures, DigitGAN, load_digit_classifier
+from tasks.digit_judge import DigitJudge, load_digit_classifier
+from tasks.gan import DigitGAN
 
 
 def within_class_spread(features: torch.Tensor, labels: torch.Tensor, classes: int = 10) -> torch.Tensor:
@@ -29,17 +31,18 @@ def main() -> None:
     parser.add_argument("--ckpt", required=True)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--source", default="auto")
+    parser.add_argument("--classifier", default=None, help="digit classifier; default: the cached one")
     args = parser.parse_args()
 
     torch.manual_seed(0)
     gan = DigitGAN.load_from_checkpoint(args.ckpt, map_location="cpu").eval()
-    judge = DigitFeatures(load_digit_classifier(gan.hparams.classifier_path))
+    judge = DigitJudge(load_digit_classifier(args.classifier, args.source))
     data = ImageDataModule("mnist", source=args.source, augment=False)
     data.setup("test")
     real = data.test_set.images.float() / 255
     labels = torch.arange(args.samples) % 10
-    fake = gan.sample(gan.noise(args.samples), labels if gan.hparams.num_classes else None)
-    if not gan.hparams.num_classes:
+    fake = gan.sample(gan.noise(args.samples), labels if gan.num_classes else None)
+    if not gan.num_classes:
         labels = judge.logits(fake).argmax(-1)
     ratio = within_class_spread(judge(fake), labels) / within_class_spread(judge(real), data.test_set.labels)
     print("within-class spread, generated / real:", " ".join(f"{c}:{r:.2f}" for c, r in enumerate(ratio.tolist())))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import torch
 
+from residual_kit.models import GANConfig
 from tasks.gan import DigitGAN
 
 
@@ -24,7 +25,7 @@ def training_step(model: DigitGAN, batch_size: int) -> Callable[[], None]:
     opt_g = torch.optim.Adam(model.generator.parameters(), lr=h.lr_g, betas=h.betas)
     opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=h.lr_d, betas=h.betas)
     real = torch.rand(batch_size, 1, 28, 28) * 2 - 1
-    y = torch.randint(0, 10, (batch_size,)) if h.num_classes else None
+    y = torch.randint(0, 10, (batch_size,)) if model.num_classes else None
 
     def step() -> None:
         with torch.no_grad():
@@ -49,8 +50,8 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    nhwc = DigitGAN(num_classes=args.num_classes, channels_last=True)
-    nchw = DigitGAN(num_classes=args.num_classes, channels_last=False)
+    nhwc = DigitGAN(GANConfig(num_classes=args.num_classes), channels_last=True)
+    nchw = DigitGAN(GANConfig(num_classes=args.num_classes), channels_last=False)
     nchw.load_state_dict(nhwc.state_dict())
     steps = {"NCHW": training_step(nchw, args.batch_size), "channels_last": training_step(nhwc, args.batch_size)}
     times: dict[str, list[float]] = {name: [] for name in steps}

@@ -15,25 +15,28 @@ import math
 import tempfile
 from pathlib import Path
 
-from residual_kit.models.gpt import NORM_PLACEMENTS
 from tasks.transformer import cli_main
+
+# the placements of the GPT, and ReZero (no norm, a zero-initialised branch scale)
+DESIGNS: dict[str, list[str]] = {
+    **{p: [f"--model.net.placement={p}"] for p in ("post", "pre", "sandwich", "deepnorm")},
+    "rezero": ["--model.net.placement=null", "--model.net.scale=rezero"],
+}
 
 
 def run(placement: str, args: argparse.Namespace, root: Path) -> dict[str, float | str]:
     cli = cli_main(
         [
             "fit",
-            f"--model.placement={placement}",
-            f"--model.layers={args.layers}",
+            *DESIGNS[placement],
+            f"--model.net.layers={args.layers}",
             f"--model.lr={args.lr}",
             "--model.warmup_steps=0",
             f"--trainer.max_steps={args.steps}",
             f"--trainer.val_check_interval={args.steps}",
             "--trainer.log_every_n_steps=10",
             "--trainer.enable_progress_bar=false",
-            f"--trainer.default_root_dir={root}",
-            f"--trainer.logger.init_args.save_dir={root}",
-            f"--trainer.logger.init_args.name={placement}",
+            f"--trainer.default_root_dir={root / placement}",
             "--trainer.enable_checkpointing=false",
             "--test_after_fit=true",
         ]
@@ -57,7 +60,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--placements", nargs="+", default=list(NORM_PLACEMENTS))
+    parser.add_argument("--placements", nargs="+", default=list(DESIGNS), choices=list(DESIGNS))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = [run(p, args, Path(tmp)) for p in args.placements]

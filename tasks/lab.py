@@ -5,8 +5,10 @@ python -m tasks.lab depth --family lstm --depths '[2, 4, 8]'
 python -m tasks.lab variants --depth 20 --seeds '[0, 1, 2]'
 python -m tasks.lab depth --print_config > lab.yaml     # then: python -m tasks.lab depth --config lab.yaml
 
-Each run trains twins on the same data, seed and budget, with `GradientFlowMonitor` attached, and
-writes `report.md` (tables and linked figures), `results.csv` and PNGs into `--out`.
+Each run trains twins on the same data, seed and budget, with `GradientFlowMonitor` attached and the
+task's own trainer defaults (its gradient clipping, the divergence guard, reproducible epochs), and
+writes `report.md` (tables and linked figures), `results.csv` and PNGs into `--out`. A run that
+diverges is reported as diverged (with its step), and the sweep goes on.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
 
+from residual_kit.files import atomic_write
 from residual_kit.gradient_flow import GradientFlowMonitor, plot_gradient_flow
 from residual_kit.plotting import pyplot
-from tasks.common import atomic_path, run, save_figure, write_csv
-from tasks.data.images import Source
+from tasks.callbacks import DivergenceError, DivergenceGuard, ReproducibleEpochs
+from tasks.cli import TaskCLI, run
+from tasks.data.sources import Source
+from tasks.outputs import save_figure, write_csv
 
 Family = Literal["resnet", "lstm"]
 
@@ -36,6 +41,7 @@ Family = Literal["resnet", "lstm"]
 class Spec:
     """How to build one family's twins: a LightningModule and data for (depth, residual, options)."""
 
+    cli: Callable[[], type[TaskCLI]]  # the task whose trainer defaults the runs use
     blocks: str  # regex that finds the blocks of the residual and the plain twin alike
     depths: list[int]
     metric: str  # the test metric reported, e.g. "acc"
@@ -43,23 +49,39 @@ class Spec:
 
 
 def _resnet(depth: int, residual: bool, source: Source, options: dict[str, Any]) -> tuple[Any, Any]:
+    from residual_kit.models import ResNetConfig
     from tasks.data import ImageDataModule
     from tasks.resnet import ImageClassifier
 
-    return ImageClassifier(f"resnet{depth}", plain=not residual, **options), ImageDataModule("mnist", source)
+    net = ResNetConfig(f"resnet{depth}", residual=residual, **options.pop("net", {}))
+    return ImageClassifier(net, **options), ImageDataModule("mnist", source)
 
 
 def _lstm(depth: int, residual: bool, source: Source, options: dict[str, Any]) -> tuple[Any, Any]:
+    from residual_kit.models import LSTMReaderConfig
     from tasks.data.digit_strips import DigitStripDataModule
     from tasks.lstm import StripReader
 
     data = DigitStripDataModule(source, num_train=options.pop("num_train", 8_000), num_val=500, num_test=1_000)
-    return StripReader(layers=depth, residual=residual, **options), data
+    net = LSTMReaderConfig(layers=depth, residual=residual, **options.pop("net", {}))
+    return StripReader(net, **options), data
+
+
+def _resnet_cli() -> type[TaskCLI]:
+    from tasks.resnet import ResNetCLI
+
+    return ResNetCLI
+
+
+def _lstm_cli() -> type[TaskCLI]:
+    from tasks.lstm import LSTMCLI
+
+    return LSTMCLI
 
 
 FAMILIES: dict[str, Spec] = {
-    "resnet": Spec(r"(^|\.)stages\.\d+\.\d+$", [8, 20, 56], "acc", _resnet),
-    "lstm": Spec(r"(^|\.)lstm\.layers\.\d+$", [2, 4, 8], "exact", _lstm),
+    "resnet": Spec(_resnet_cli, r"(^|\.)stages\.\d+\.\d+$", [8, 20, 56], "acc", _resnet),
+    "lstm": Spec(_lstm_cli, r"(^|\.)lstm\.layers\.\d+$", [2, 4, 8], "exact", _lstm),
 }
 
 
@@ -97,12 +119,8 @@ def train_one(
             print(f"{name}: reusing the finished run in {saved} (--resume false trains it again)")
             return kept["result"]
     result = _train_one(name, family, depth, residual, seed, epochs, out, source, options, record_every, limit_batches)
-    tmp, saved = atomic_path(saved)
-    try:
+    with atomic_write(saved) as tmp:
         tmp.write_text(json.dumps({"settings": settings, "result": result}))
-        tmp.replace(saved)
-    finally:
-        tmp.unlink(missing_ok=True)
     return result
 
 
@@ -115,15 +133,22 @@ def _train_one(
     model, data = spec.build(depth, residual, source, dict(options))
     monitor = GradientFlowMonitor(record_every, blocks=spec.blocks, dirpath=str(out / "runs" / name))
     history = LossHistory()
+    task = spec.cli()
     trainer = pl.Trainer(
-        accelerator="auto", devices=1, max_epochs=epochs, logger=CSVLogger(out / "runs", name=name, version=""),
-        callbacks=[monitor, history], enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_train_batches=limit_batches, limit_val_batches=0,
-        gradient_clip_val=1.0 if family == "lstm" else None,
+        **{"accelerator": "auto", **task.trainer_overrides},
+        devices=1, max_epochs=epochs, logger=CSVLogger(out / "runs", name=name, version=""),
+        callbacks=[monitor, history, DivergenceGuard(hint=task.divergence_hint), ReproducibleEpochs()],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_train_batches=limit_batches, limit_val_batches=0,
     )  # fmt: skip
-    trainer.fit(model, datamodule=data)
+    diverged = None
+    try:
+        trainer.fit(model, datamodule=data)
+    except DivergenceError:
+        diverged = trainer.global_step
+        print(f"{name}: diverged at step {diverged}; reported as such")
     train_metric = trainer.callback_metrics.get(f"train/{spec.metric}")  # read before test resets them
-    test = trainer.test(model, datamodule=data, verbose=False)[0]
+    test = {} if diverged is not None else trainer.test(model, datamodule=data, verbose=False)[0]
     tail = history.losses[-max(1, len(history.losses) // 10) :]
     first = [r["input_grad"][0] for r in monitor.history]
     return {
@@ -133,7 +158,8 @@ def _train_one(
         "seed": seed,
         "final train loss": sum(tail) / len(tail),
         f"train {spec.metric}": float(train_metric) if train_metric is not None else math.nan,
-        f"test {spec.metric}": test[f"test/{spec.metric}"],
+        f"test {spec.metric}": test.get(f"test/{spec.metric}", math.nan),
+        "diverged at step": "no" if diverged is None else diverged,
         "first-block grad at init": first[0] if first else math.nan,
         "first-block grad (mean)": mean_std(first)[0],
         "_losses": history.losses,
@@ -233,10 +259,9 @@ def write_report(out: Path, title: str, intro: str, tables: list[tuple[str, str]
     for heading, table in tables:
         lines += [f"## {heading}", "", table, ""]
     lines += ["## Figures", ""] + [f"![{k}]({p.name})" for k, p in figs.items()] + [""]
-    tmp, path = atomic_path(out / "report.md")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
-    return path
+    with atomic_write(out / "report.md") as tmp:
+        tmp.write_text("\n".join(lines))
+    return out / "report.md"
 
 
 def _public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -294,15 +319,16 @@ def depth(
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "baseline: post-norm (v1), option A (pad) shortcut": {},
-    "option B (projection) shortcut": {"shortcut": "B"},
-    "pre-norm (v2)": {"preact": True},
-    "learnable scale": {"scale": "learnable"},
-    "ReZero": {"scale": "rezero"},
-    "LayerScale": {"scale": "layerscale"},
-    "DeepNorm merge": {"merge": "deepnorm"},
-    "drop path 0.1": {"drop_path": 0.1},
-    "gated merge": {"merge": "gate"},
-    "concat-fuse merge": {"merge": "concat"},
+    "option B (projection) shortcut": {"net": {"shortcut": "projection"}},
+    "pre-norm (v2)": {"net": {"placement": "pre"}},
+    "post-norm (BN after the addition)": {"net": {"placement": "post"}},
+    "DeepNorm (BN after alpha x + F(x))": {"net": {"placement": "deepnorm"}},
+    "learnable scale": {"net": {"scale": "learnable"}},
+    "ReZero": {"net": {"scale": "rezero"}},
+    "LayerScale": {"net": {"scale": "layerscale"}},
+    "drop path 0.1": {"net": {"drop_path": 0.1}},
+    "gated merge": {"net": {"merge": "gate"}},
+    "concat-fuse merge": {"net": {"merge": "concat"}},
 }
 
 

@@ -1,8 +1,8 @@
 """Residual stacked LSTMs read strips of handwritten digits: `python -m tasks.lstm fit`.
 
 python -m tasks.lstm fit                                        # 4 layers, residual from the second
-python -m tasks.lstm fit --model.layers=8 --model.residual=false  # the plain 8-layer stack
-python -m tasks.lstm predict --ckpt_path <ckpt> --data.predict_path strips/ --predictions.output read.csv
+python -m tasks.lstm fit --model.net.layers=8 --model.net.residual=false   # the plain 8-layer stack
+python -m tasks.lstm predict --ckpt_path <ckpt> --data.predict_path strips/   # -> <run>/readings.csv
 """
 
 from __future__ import annotations
@@ -10,22 +10,21 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import BasePredictionWriter
-from pytorch_lightning.cli import LightningArgumentParser
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.text import CharErrorRate
 
-from residual_kit.models.lstm import LSTMStack
+from residual_kit.models.lstm import LSTMReader, LSTMReaderConfig
 from residual_kit.plotting import pyplot
-from residual_kit.residual import Placement
-from tasks.common import TaskCLI, output_dir, run, save_figure, trainer_defaults, write_csv
+from tasks.cli import TaskCLI, run
 from tasks.data.digit_strips import MEAN, STD, DigitStripDataModule
+from tasks.outputs import resolve_output, run_dir, save_figure, write_csv
 
 BLANK = 0  # CTC blank; digit d is class d + 1
 
@@ -74,44 +73,12 @@ def _extend(beams: dict[tuple[int, ...], tuple[float, float]], prefix: tuple[int
     beams[prefix] = (logsumexp(b, pb), logsumexp(c, pc))
 
 
-class ColumnEncoder(nn.Module):
-    """Conv front end: (B, 1, 28, W) -> (B, W/4, 64 * 7), one feature vector per 4 pixel columns."""
-
-    def __init__(self, channels: int = 64) -> None:
-        super().__init__()
-        half = channels // 2
-        self.net = nn.Sequential(
-            nn.Conv2d(1, half, 3, padding=1), nn.BatchNorm2d(half), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(half, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-        )  # fmt: skip
-        self.out_features = channels * 7
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten(1, 2).transpose(1, 2)  # (B, C, 7, W/4) -> (B, W/4, C*7)
-
-
-class Columns(nn.Module):
-    """No front end: each pixel column is one step, (B, 1, 28, W) -> (B, W, 28)."""
-
-    out_features = 28
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.squeeze(1).transpose(1, 2)
-
-
 class StripReader(pl.LightningModule):
     """Column features -> LSTM stack -> per-step digit classes, trained with CTC.
 
     Args:
-        layers: LSTM layers.
-        hidden_size: width of every LSTM layer.
-        residual: residual connections between layers; False gives the plain stack.
-        residual_from: first residual layer (1: every layer after the first, as default; GNMT uses 2).
-        placement: norm placement of the residual layers: "pre", "post", "sandwich" or None.
-        bidirectional: read strips both ways.
-        conv_frontend: a small CNN turns columns into features; False feeds raw pixel columns.
-        dropout: dropout between LSTM layers.
+        net: the reader (`--model.net.layers`, `--model.net.residual`, `--model.net.placement`, ...; see
+            `LSTMReaderConfig`).
         decoder: "greedy" or "beam" (CTC prefix beam search) for val/test/predict.
         beam_width: beams kept by the beam decoder.
         lr: AdamW peak learning rate (OneCycle).
@@ -120,15 +87,8 @@ class StripReader(pl.LightningModule):
 
     def __init__(
         self,
-        layers: int = 4,
-        hidden_size: int = 128,
-        residual: bool = True,
-        residual_from: int = 1,
-        placement: Placement | None = "pre",
-        bidirectional: bool = True,
-        conv_frontend: bool = True,
-        dropout: float = 0.0,
-        decoder: str = "greedy",
+        net: LSTMReaderConfig = LSTMReaderConfig(),  # noqa: B008 (copied by the CLI)
+        decoder: Literal["greedy", "beam"] = "greedy",
         beam_width: int = 8,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
@@ -136,12 +96,10 @@ class StripReader(pl.LightningModule):
         super().__init__()
         if decoder not in ("greedy", "beam"):
             raise ValueError(f"decoder={decoder!r} is not one of ('greedy', 'beam')")
+        if net.num_classes != 11:
+            raise ValueError(f"the reader needs 11 classes (CTC blank + 10 digits), got num_classes={net.num_classes}")
         self.save_hyperparameters()
-        self.frontend = ColumnEncoder() if conv_frontend else Columns()
-        self.proj = nn.Linear(self.frontend.out_features, hidden_size)
-        first = residual_from if residual else layers
-        self.lstm = LSTMStack(hidden_size, hidden_size, layers, first, placement, bidirectional, dropout)
-        self.head = nn.Linear(hidden_size, 11)
+        self.net = LSTMReader(net)
         self.metrics = nn.ModuleDict(
             {f"{s}_{n}": m for s in ("val", "test") for n, m in (("cer", CharErrorRate()), ("exact", MeanMetric()))}
         )
@@ -149,7 +107,7 @@ class StripReader(pl.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 1, 28, W) -> log-probabilities (B, T, 11)."""
-        return self.head(self.lstm(self.proj(self.frontend(images)))).log_softmax(-1)
+        return self.net(images)
 
     def loss(self, log_probs: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         b, t, _ = log_probs.shape
@@ -192,7 +150,7 @@ class StripReader(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         if self.trainer.is_global_zero and self.shown and not self.trainer.sanity_checking:
-            path = save_figure(strip_grid(self.shown), output_dir(self.trainer) / "test_strips.png")
+            path = save_figure(strip_grid(self.shown), run_dir(self.trainer) / "test_strips.png")
             self.print(f"test strips with their readings: {path}")
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> list[str]:
@@ -228,43 +186,39 @@ class ReadingWriter(BasePredictionWriter):
     """Write the string read from each strip to a CSV (path, digits).
 
     Args:
-        output: CSV file to write (replaced atomically).
+        output: CSV file to write (replaced atomically); default `readings.csv` in the run folder.
     """
 
-    def __init__(self, output: str = "readings.csv") -> None:
+    def __init__(self, output: str | None = None) -> None:
         super().__init__(write_interval="epoch")
         self.output = output
 
     def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: Any, predictions: Any, batch_indices: Any) -> None:
         paths: list[Path] = trainer.datamodule.predict_paths
         readings = [s for batch in predictions for s in batch]
-        write_csv(self.output, ["path", "digits"], ([str(p), r] for p, r in zip(paths, readings, strict=True)))
+        rows = ([str(p), r] for p, r in zip(paths, readings, strict=True))
+        out = write_csv(resolve_output(trainer, self.output, "readings.csv"), ["path", "digits"], rows)
         for path, reading in zip(paths, readings, strict=True):
             print(f"{path}: {reading}")
-        print(f"wrote {len(paths)} readings to {self.output}")
+        print(f"wrote {len(paths)} readings to {out}")
 
 
 class LSTMCLI(TaskCLI):
-    """Checkpoints on validation exact-sequence accuracy, and a CSV writer for `predict`."""
-
-    task = "lstm"
+    task, model_class, datamodule_class = "lstm", StripReader, DigitStripDataModule
+    max_epochs = 4
+    trainer_overrides = {"gradient_clip_val": 1.0}
     monitor, mode, checkpoint_filename = "val/exact", "max", "best-epoch{epoch:02d}-exact{val/exact:.4f}"
-
-    def add_task_arguments(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ReadingWriter, "predictions")
+    writer = ReadingWriter
+    divergence_hint = "a lower --model.lr"
+    renamed = {
+        k: f"--model.net.{k}"
+        for k in ("layers", "hidden_size", "residual", "residual_from", "placement", "bidirectional",
+                  "conv_frontend", "dropout")
+    }  # fmt: skip
 
 
 def cli_main(args: list[str] | None = None) -> LSTMCLI:
-    defaults = trainer_defaults("lstm", max_epochs=4)
-    defaults["gradient_clip_val"] = 1.0
-    return LSTMCLI(
-        StripReader,
-        DigitStripDataModule,
-        trainer_defaults=defaults,
-        seed_everything_default=42,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    return LSTMCLI(args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 python -m tasks.resnet fit                                   # ResNet-20, MNIST (auto source)
 python -m tasks.resnet fit --config configs/fashion_mnist_resnet20.yaml
 python -m tasks.resnet test --ckpt_path runs/resnet/version_0/checkpoints/last.ckpt
-python -m tasks.resnet predict --ckpt_path <ckpt> --data.predict_path digits/ --predictions.output preds.csv
+python -m tasks.resnet fit --model.net.arch=resnet56 --model.net.placement=pre   # ResNet-56 v2
+python -m tasks.resnet predict --ckpt_path <ckpt> --data.predict_path digits/      # -> <run>/predictions.csv
 """
 
 from __future__ import annotations
@@ -16,34 +17,26 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import BasePredictionWriter
-from pytorch_lightning.cli import LightningArgumentParser
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from residual_kit.models import create_model
-from tasks.common import TaskCLI, output_dir, run, save_figure, trainer_defaults, write_csv
+from residual_kit.models import ResNetConfig
+from tasks.cli import TaskCLI, run
 from tasks.data import ImageDataModule
+from tasks.outputs import resolve_output, run_dir, save_figure, write_csv
 
 
 class ImageClassifier(pl.LightningModule):
     """A registry ResNet trained with cross-entropy; top-1 accuracy from torchmetrics.
 
     Args:
-        arch: a name from `residual_kit.models.list_models()` (resnet20 ... resnet110, resnet18/34/50).
-        num_classes: classifier outputs (linked from the data module).
-        in_channels: image channels (linked from the data module).
-        width: width multiplier.
-        shortcut: "A" (zero-pad) or "B" (projection) where a block changes shape.
-        preact: ResNet v2, the pre-norm variant.
-        plain: the same net with every shortcut removed.
-        drop_path: stochastic depth rate of the last block (linear in depth).
-        scale: branch scale of every block: a float, "learnable", "rezero" or "layerscale".
-        zero_init_last: start every v1 block as the identity (last BN gamma = 0).
-        merge: "add", "gate" (highway), "concat" (concat + 1x1 fuse) or "deepnorm" (shortcut x (2N)^1/4).
+        net: the network (`--model.net.arch`, `--model.net.placement`, ...; see `ResNetConfig`); its
+            `num_classes` and `in_channels` are linked from the data module.
         optimizer: "sgd" (Nesterov momentum) or "adamw".
         lr: peak learning rate.
         momentum: SGD momentum.
+        nesterov: Nesterov momentum (the default); He et al. used plain momentum (the CIFAR-10 configs).
         weight_decay: L2 / decoupled weight decay.
-        schedule: "onecycle", "cosine" or "paper" (x0.1 at 50% and 75% of training, He et al.).
+        schedule: "onecycle", "cosine" or "steps" (x0.1 at 50% and 75% of training, as He et al.).
         label_smoothing: cross-entropy label smoothing.
         compile: `torch.compile` the network (state dict keys unchanged).
         test_time_flip: evaluate (val, test, predict) on the mean prediction for the image and its mirror;
@@ -53,22 +46,13 @@ class ImageClassifier(pl.LightningModule):
 
     def __init__(
         self,
-        arch: str = "resnet20",
-        num_classes: int = 10,
-        in_channels: int = 1,
-        width: float = 1.0,
-        shortcut: Literal["A", "B"] = "A",
-        preact: bool = False,
-        plain: bool = False,
-        drop_path: float = 0.0,
-        scale: float | str | None = None,
-        zero_init_last: bool = False,
-        merge: Literal["add", "gate", "concat", "deepnorm"] = "add",
+        net: ResNetConfig = ResNetConfig(),  # noqa: B008 (a frozen-by-convention dataclass, copied by the CLI)
         optimizer: Literal["sgd", "adamw"] = "sgd",
         lr: float = 0.1,
         momentum: float = 0.9,
+        nesterov: bool = True,
         weight_decay: float = 5e-4,
-        schedule: Literal["onecycle", "cosine", "paper"] = "onecycle",
+        schedule: Literal["onecycle", "cosine", "steps"] = "onecycle",
         label_smoothing: float = 0.0,
         compile: bool = False,
         test_time_flip: bool = False,
@@ -76,19 +60,8 @@ class ImageClassifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net = create_model(
-            arch,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            width=width,
-            shortcut=shortcut,
-            preact=preact,
-            plain=plain,
-            drop_path=drop_path,
-            scale=scale,
-            zero_init_last=zero_init_last,
-            merge=merge,
-        )
+        self.net = net.build()
+        num_classes = net.num_classes
         self.class_names = class_names or [str(i) for i in range(num_classes)]
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -151,7 +124,7 @@ class ImageClassifier(pl.LightningModule):
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
             fig, _ = MulticlassConfusionMatrix(len(self.class_names)).plot(matrix.cpu(), labels=self.class_names)
             fig.set_size_inches(7, 6)
-            save_figure(fig, output_dir(self.trainer) / "confusion_matrix.png")
+            save_figure(fig, run_dir(self.trainer) / "confusion_matrix.png")
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, _ = batch
@@ -161,7 +134,7 @@ class ImageClassifier(pl.LightningModule):
         h = self.hparams
         if h.optimizer == "sgd":
             opt = torch.optim.SGD(
-                self.parameters(), lr=h.lr, momentum=h.momentum, nesterov=True, weight_decay=h.weight_decay
+                self.parameters(), lr=h.lr, momentum=h.momentum, nesterov=h.nesterov, weight_decay=h.weight_decay
             )
         else:
             opt = torch.optim.AdamW(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
@@ -170,7 +143,7 @@ class ImageClassifier(pl.LightningModule):
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=h.lr, total_steps=steps)
         elif h.schedule == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-        else:
+        else:  # "steps"
             sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[steps // 2, steps * 3 // 4], gamma=0.1)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
@@ -179,10 +152,10 @@ class PredictionCSVWriter(BasePredictionWriter):
     """Write `predict` results as a CSV: path, predicted label, then one probability per class.
 
     Args:
-        output: CSV file to write (replaced atomically).
+        output: CSV file to write (replaced atomically); default `predictions.csv` in the run folder.
     """
 
-    def __init__(self, output: str = "predictions.csv") -> None:
+    def __init__(self, output: str | None = None) -> None:
         super().__init__(write_interval="epoch")
         self.output = output
 
@@ -196,32 +169,35 @@ class PredictionCSVWriter(BasePredictionWriter):
             [str(p), names[int(row.argmax())], *(f"{v:.6f}" for v in row.tolist())]
             for p, row in zip(paths, probs, strict=True)
         )
-        write_csv(self.output, ["path", "label", *(f"p_{n}" for n in names)], rows)
-        print(f"wrote {len(paths)} predictions to {self.output}")
+        out = write_csv(
+            resolve_output(trainer, self.output, "predictions.csv"), ["path", "label", *map("p_{}".format, names)], rows
+        )
+        print(f"wrote {len(paths)} predictions to {out}")
 
 
 class ResNetCLI(TaskCLI):
-    """The data's shape linked into the model, and a CSV writer for `predict`."""
-
-    task = "resnet"
+    task, model_class, datamodule_class = "resnet", ImageClassifier, ImageDataModule
+    max_epochs = 12
     monitor, mode, checkpoint_filename = "val/acc", "max", "best-epoch{epoch:02d}-acc{val/acc:.4f}"
-
-    def add_task_arguments(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
-        parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
-        parser.add_lightning_class_args(PredictionCSVWriter, "predictions")
+    links = (
+        ("data.num_classes", "model.net.num_classes"),
+        ("data.in_channels", "model.net.in_channels"),
+        ("data.class_names", "model.class_names"),
+    )
+    writer = PredictionCSVWriter
+    divergence_hint = "pre-activation blocks (--model.net.placement=pre)"
+    renamed = {
+        **{k: f"--model.net.{k}" for k in ("arch", "width", "scale", "drop_path", "zero_init_last", "merge")},
+        "shortcut": "--model.net.shortcut=pad (was A) or projection (was B)",
+        "preact": "--model.net.placement=pre",
+        "plain": "--model.net.residual=false",
+        "num_classes": "--model.net.num_classes",
+        "in_channels": "--model.net.in_channels",
+    }
 
 
 def cli_main(args: list[str] | None = None) -> ResNetCLI:
-    return ResNetCLI(
-        ImageClassifier,
-        ImageDataModule,
-        trainer_defaults=trainer_defaults("resnet", max_epochs=12),
-        seed_everything_default=42,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    return ResNetCLI(args)
 
 
 if __name__ == "__main__":

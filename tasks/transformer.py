@@ -1,8 +1,8 @@
 """A small GPT on digit-sequence tasks: `python -m tasks.transformer fit` learns 3-digit addition.
 
 python -m tasks.transformer fit                                        # 4 layers, width 128, pre-norm
-python -m tasks.transformer fit --model.placement=post --model.layers=12
-python -m tasks.transformer predict --ckpt_path <ckpt> --data.prompts='["123+456=", "9+9="]'
+python -m tasks.transformer fit --model.net.placement=post --model.net.layers=12
+python -m tasks.transformer predict --ckpt_path <ckpt> --data.prompts='["123+456=", "9+9="]'   # -> <run>/answers.csv
 """
 
 from __future__ import annotations
@@ -14,32 +14,25 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import BasePredictionWriter
-from pytorch_lightning.cli import LightningArgumentParser
 from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import Perplexity
 
-from residual_kit.models.gpt import GPT, NormPlacement
-from tasks.common import TaskCLI, run, trainer_defaults, write_csv
+from residual_kit.models.gpt import GPT, GPTConfig
+from tasks.cli import TaskCLI, run
 from tasks.data.digit_text import DigitTaskDataModule
+from tasks.outputs import resolve_output, write_csv
 
 
 class DigitTransformer(pl.LightningModule):
     """GPT trained on the answer tokens of digit problems; evaluated by greedy generation.
 
     Args:
-        vocab_size: tokens (linked from the data module).
-        block_size: longest sequence (linked).
+        net: the GPT (`--model.net.layers`, `--model.net.placement`, ...; see `GPTConfig`); its `vocab_size`
+            and `block_size` are linked from the data module.
         prompt_len: prompt tokens of every problem (linked).
         answer_len: answer tokens, end token included (linked).
-        layers: Transformer layers.
-        dim: width.
-        heads: attention heads.
-        mlp_ratio: MLP hidden width / dim.
-        dropout: dropout rate.
-        drop_path: stochastic depth of the last sub-layer.
-        placement: "post", "pre", "sandwich", "deepnorm" or "rezero", for every sub-layer.
         lr: AdamW peak learning rate.
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up steps (0: none), then cosine decay to 10% of lr.
@@ -47,24 +40,17 @@ class DigitTransformer(pl.LightningModule):
 
     def __init__(
         self,
-        vocab_size: int = 16,
-        block_size: int = 13,
+        net: GPTConfig = GPTConfig(),  # noqa: B008 (copied by the CLI)
         prompt_len: int = 8,
         answer_len: int = 5,
-        layers: int = 4,
-        dim: int = 128,
-        heads: int = 4,
-        mlp_ratio: int = 4,
-        dropout: float = 0.0,
-        drop_path: float = 0.0,
-        placement: NormPlacement = "pre",
         lr: float = 2e-3,
         weight_decay: float = 0.1,
         warmup_steps: int = 100,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.gpt = GPT(vocab_size, block_size, layers, dim, heads, mlp_ratio, dropout, drop_path, placement)
+        self.gpt = GPT(net)
+        vocab_size = net.vocab_size
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{split}_{name}": metric
@@ -165,10 +151,10 @@ class AnswerWriter(BasePredictionWriter):
     """Print each prompt with its answer and write them to a CSV.
 
     Args:
-        output: CSV file to write (replaced atomically).
+        output: CSV file to write (replaced atomically); default `answers.csv` in the run folder.
     """
 
-    def __init__(self, output: str = "answers.csv") -> None:
+    def __init__(self, output: str | None = None) -> None:
         super().__init__(write_interval="epoch")
         self.output = output
 
@@ -178,34 +164,34 @@ class AnswerWriter(BasePredictionWriter):
         rows = list(zip(dm.predict_prompts, answers, strict=True))
         for prompt, answer in rows:
             print(f"{prompt.strip()} {answer}")
-        write_csv(self.output, ["prompt", "answer"], rows)
+        out = write_csv(resolve_output(trainer, self.output, "answers.csv"), ["prompt", "answer"], rows)
+        print(f"wrote {len(rows)} answers to {out}")
 
 
 class TransformerCLI(TaskCLI):
-    """The tokenizer's sizes linked into the model, and an answer writer for `predict`."""
-
-    task = "transformer"
+    task, model_class, datamodule_class = "transformer", DigitTransformer, DigitTaskDataModule
+    max_epochs = -1
+    trainer_overrides = {"max_steps": 1500, "val_check_interval": 250, "check_val_every_n_epoch": None,
+                         "gradient_clip_val": 1.0}  # fmt: skip
     monitor, mode, checkpoint_filename = "val/exact", "max", "best-step{step}-exact{val/exact:.4f}"
-
-    def add_task_arguments(self, parser: LightningArgumentParser) -> None:
-        for name in ("vocab_size", "block_size", "prompt_len", "answer_len"):
-            parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
-        parser.add_lightning_class_args(AnswerWriter, "predictions")
+    links = (
+        ("data.vocab_size", "model.net.vocab_size"),
+        ("data.block_size", "model.net.block_size"),
+        ("data.prompt_len", "model.prompt_len"),
+        ("data.answer_len", "model.answer_len"),
+    )
+    writer = AnswerWriter
+    divergence_hint = "pre-norm (--model.net.placement=pre)"
+    renamed = {
+        **{k: f"--model.net.{k}" for k in ("vocab_size", "block_size", "layers", "dim", "heads", "mlp_ratio")},
+        **{k: f"--model.net.{k}" for k in ("dropout", "drop_path")},
+        "placement": "--model.net.placement (and placement=rezero is now --model.net.placement=null "
+        "--model.net.scale=rezero)",
+    }
 
 
 def cli_main(args: list[str] | None = None) -> TransformerCLI:
-    defaults = trainer_defaults(
-        "transformer", max_epochs=-1, max_steps=1500, val_check_interval=250, check_val_every_n_epoch=None
-    )
-    defaults["gradient_clip_val"] = 1.0
-    return TransformerCLI(
-        DigitTransformer,
-        DigitTaskDataModule,
-        trainer_defaults=defaults,
-        seed_everything_default=42,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    return TransformerCLI(args)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tasks.data import DataNotFoundError, ImageDataModule, load_dataset
-from tasks.data import images as images_mod
+from tasks.data import sources as images_mod
 from tasks.data.idx import CorruptFileError, read_idx, write_idx
 
 

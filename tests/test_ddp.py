@@ -19,13 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DDP = ["--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2"]
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 TASKS = {  # args, the test metric compared with one process, optimiser steps of each of the 2 processes
-    "resnet": (["--data.source=embedded", "--data.batch_size=200", "--model.arch=resnet8"], "test/acc", 10),
+    "resnet": (["--data.source=embedded", "--data.batch_size=200", "--model.net.arch=resnet8"], "test/acc", 10),
     "lstm": (
         [
             "--data.source=embedded",
             "--data.batch_size=100",
-            "--model.hidden_size=16",
-            "--model.layers=2",
+            "--model.net.hidden_size=16",
+            "--model.net.layers=2",
             "--data.num_train=400",
             "--data.num_val=100",
             "--data.num_test=100",
@@ -39,8 +39,8 @@ TASKS = {  # args, the test metric compared with one process, optimiser steps of
             "--data.num_val=64",
             "--data.num_test=64",
             "--data.batch_size=64",
-            "--model.layers=1",
-            "--model.dim=32",
+            "--model.net.layers=1",
+            "--model.net.dim=32",
             "--trainer.max_steps=-1",
             "--trainer.val_check_interval=null",
             "--trainer.check_val_every_n_epoch=1",
@@ -52,9 +52,9 @@ TASKS = {  # args, the test metric compared with one process, optimiser steps of
         [
             "--data.source=embedded",
             "--data.batch_size=400",
-            "--model.width=8",
-            "--model.z_dim=16",
-            "--model.eval_samples=50",
+            "--model.net.channels=8",
+            "--model.net.z_dim=16",
+            "--evaluation.samples=50",
             "--trainer.check_val_every_n_epoch=1",
         ],
         None,
@@ -74,7 +74,7 @@ def read_metrics(path: Path) -> dict[str, float]:
 @pytest.mark.parametrize("task", list(TASKS))
 def test_ddp_two_processes_split_the_data_and_reduce_the_metrics(task, tmp_path, monkeypatch, judge_path):
     args, metric, steps = TASKS[task]
-    args = [*args, f"--model.classifier_path={judge_path}"] if task == "gan" else args
+    args = [*args, f"--evaluation.classifier_path={judge_path}"] if task == "gan" else args
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", f"tasks.{task}", "fit", *DDP, *QUIET, *args, "--trainer.max_epochs=1"]
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)

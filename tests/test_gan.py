@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from residual_kit import Residual
-from residual_kit.models import create_model
+from residual_kit.models import GANConfig, create_model
 from residual_kit.models.gan import (
     DISCRIMINATORS,
     GENERATORS,
@@ -19,7 +19,9 @@ from residual_kit.models.gan import (
     down_block,
     up_block,
 )
-from tasks.gan import DigitFeatures, DigitGAN, cli_main
+from tasks.digit_judge import DigitJudge, cache_dir, load_digit_classifier
+from tasks.digit_quality import DigitQuality, GANEvaluation
+from tasks.gan import DigitGAN, cli_main
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +72,7 @@ def test_discriminator_is_spectrally_normalised():
 
 def test_one_manual_step_changes_both_networks(judge_path):
     torch.manual_seed(0)
-    model = DigitGAN(width=8, z_dim=16, classifier_path=judge_path)
+    model = DigitGAN(GANConfig(channels=8, z_dim=16))
     trainer = __import__("pytorch_lightning").Trainer(
         max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, accelerator="cpu",
@@ -87,8 +89,8 @@ def test_one_manual_step_changes_both_networks(judge_path):
 
 def test_channels_last_changes_the_layout_not_the_function():
     torch.manual_seed(0)
-    nhwc = DigitGAN(width=8, z_dim=16, num_classes=0)
-    nchw = DigitGAN(width=8, z_dim=16, num_classes=0, channels_last=False)
+    nhwc = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0))
+    nchw = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0), channels_last=False)
     nchw.load_state_dict(nhwc.state_dict())
     conv = nhwc.generator.blocks[0].wrap.conv1.weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
@@ -103,8 +105,8 @@ def test_channels_last_changes_the_layout_not_the_function():
 def test_aux_class_loss_is_cross_entropy_of_the_critic_head(arch):
     """AC-GAN's term: L_G(aux_weight=w) - L_G(0) = w * CE(V h(fake), y); L_D adds it on the real half only."""
     torch.manual_seed(0)
-    model = DigitGAN(arch=arch, num_classes=10, width=8, z_dim=16, aux_weight=0.5)
-    plain = DigitGAN(arch=arch, num_classes=10, width=8, z_dim=16)
+    model = DigitGAN(GANConfig(arch, channels=8, z_dim=16, num_classes=10), aux_weight=0.5)
+    plain = DigitGAN(GANConfig(arch, channels=8, z_dim=16, num_classes=10))
     plain.load_state_dict(model.state_dict())
     model.eval(), plain.eval()  # freeze spectral norm's power iteration so both see the same weights
     real, fake, y = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 28, 28) * 2 - 1, torch.arange(4)
@@ -118,16 +120,35 @@ def test_aux_class_loss_is_cross_entropy_of_the_critic_head(arch):
 
 def test_aux_class_loss_needs_labels():
     with pytest.raises(ValueError, match="num_classes=10"):
-        DigitGAN(num_classes=0, aux_weight=1.0)
+        DigitGAN(GANConfig(num_classes=0), aux_weight=1.0)
 
 
-def test_judge_stays_in_eval_mode_and_frozen(judge_path):
-    model = DigitGAN(width=8, z_dim=16, classifier_path=judge_path)
-    model.setup("fit")
-    model.train()
-    assert not model.judge.training and not any(m.training for m in model.judge.modules())
-    assert not any(p.requires_grad for p in model.judge.parameters())
-    assert not any(k.startswith("judge.") for k in model.state_dict())  # the judge stays out of checkpoints
+def test_judge_stays_in_eval_mode_and_frozen_and_out_of_the_gan(judge_path):
+    judge = DigitJudge(load_digit_classifier(judge_path))
+    quality = DigitQuality(judge)
+    quality.train()
+    assert not judge.training and not any(m.training for m in judge.modules())
+    assert not any(p.requires_grad for p in judge.parameters())
+    gan = DigitGAN(GANConfig(channels=8, z_dim=16))
+    assert not any("judge" in k or "fid" in k for k in gan.state_dict())  # the GAN holds no evaluation weights
+
+
+def test_digit_quality_scores_against_its_formulas(judge_path):
+    """recognisable = share with confidence >= 0.9, entropy of the judge's label histogram, label accuracy."""
+    judge = DigitJudge(load_digit_classifier(judge_path))
+    quality = DigitQuality(judge, confidence=0.9)
+    real, fake = torch.rand(40, 1, 28, 28), torch.rand(40, 1, 28, 28)
+    y = torch.arange(40) % 10
+    quality.update(real, real=True)
+    quality.update(fake, real=False, labels=y)
+    got = quality.compute()
+    conf, pred = judge.logits(fake).softmax(-1).max(-1)
+    hist = torch.bincount(pred, minlength=10).float() / 40
+    p = hist[hist > 0]
+    assert got["recognisable"].item() == pytest.approx((conf >= 0.9).float().mean().item())
+    assert got["class_entropy"].item() == pytest.approx(-(p * p.log()).sum().item(), rel=1e-5)
+    assert got["label_acc"].item() == pytest.approx((pred == y).float().mean().item())
+    assert got["digit_fid"].item() > 0
 
 
 def test_digit_fid_real_vs_real_is_small_and_noise_vs_real_large(judge_path):
@@ -135,26 +156,35 @@ def test_digit_fid_real_vs_real_is_small_and_noise_vs_real_large(judge_path):
 
     dm = ImageDataModule("mnist", source="embedded", augment=False)
     dm.setup("fit")
-    model = DigitGAN(width=8, z_dim=16, classifier_path=judge_path)
-    model.setup("fit")
-    train = dm.train_set.images[:1000].float() / 255
-    test = dm.test_set.images.float() / 255
-    floor = model.real_floor(train, test)
-    noise = model.real_floor(train, torch.rand(500, 1, 28, 28))
+    evaluation = GANEvaluation(judge_path)
+    evaluation.quality = DigitQuality(DigitJudge(load_digit_classifier(judge_path)))
+    train = dm.train_set.images[:1000]
+    floor = evaluation.real_floor(train, dm.test_set.images)
+    noise = evaluation.real_floor(train, (torch.rand(500, 1, 28, 28) * 255).to(torch.uint8))
     assert floor < 0.05 * noise, (floor, noise)
 
 
 def test_features_match_the_classifier():
     net = create_model("resnet20", in_channels=1, num_classes=10).eval()
-    judge = DigitFeatures(net)
+    judge = DigitJudge(net)
     x = torch.rand(3, 1, 28, 28)
     torch.testing.assert_close(judge.logits(x), net((x - 0.1307) / 0.3081))
     assert judge(x).shape == (3, judge.num_features)
 
 
+def test_classifier_cache_follows_xdg_cache_home(tmp_path, monkeypatch, judge_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert cache_dir() == tmp_path / "cache" / "residual_kit"
+    cached = cache_dir() / "digit_classifier_resnet20.pt"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(Path(judge_path).read_bytes())
+    net = load_digit_classifier(None)  # the cached one: nothing is trained
+    torch.testing.assert_close(net.state_dict(), torch.load(judge_path, weights_only=True))
+
+
 def test_cli_fit_fast_dev_run_then_predict_writes_files(tmp_path, judge_path):
-    args = ["--data.source=embedded", "--data.batch_size=8", "--model.width=8", "--model.z_dim=16",
-            f"--model.classifier_path={judge_path}", "--model.eval_samples=16", "--model.num_classes=10"]  # fmt: skip
+    args = ["--data.source=embedded", "--data.batch_size=8", "--model.net.channels=8", "--model.net.z_dim=16",
+            f"--evaluation.classifier_path={judge_path}", "--evaluation.samples=16"]  # fmt: skip
     cli = cli_main(["fit", *args, "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}"])
     metrics = cli.trainer.callback_metrics
     assert {"test/digit_fid", "test/label_acc", "test/digit_fid_floor", "test/recognisable"} <= set(metrics)
@@ -167,13 +197,29 @@ def test_cli_fit_fast_dev_run_then_predict_writes_files(tmp_path, judge_path):
     assert len(list((out / "digits").glob("*.png"))) == 12
 
 
+def test_predict_draws_the_requested_labels(tmp_path, judge_path, monkeypatch):
+    """--data.labels reaches the generator: each requested digit is the class it is drawn for."""
+    args = ["--data.source=embedded", "--model.net.channels=8", "--model.net.z_dim=16"]
+    cli = cli_main(["fit", *args, f"--evaluation.classifier_path={judge_path}", "--trainer.fast_dev_run=true",
+                    "--test_after_fit=false"])  # fmt: skip
+    ckpt = tmp_path / "gan.ckpt"
+    cli.trainer.save_checkpoint(ckpt)
+    asked: list[torch.Tensor] = []
+    sample = DigitGAN.sample
+    monkeypatch.setattr(DigitGAN, "sample", lambda self, z, y=None: asked.append(y) or sample(self, z, y))
+    out = tmp_path / "drawn"
+    cli_main(["predict", *args, f"--ckpt_path={ckpt}", "--data.labels=[3, 3, 7]", f"--predictions.output_dir={out}"])
+    assert asked[0].tolist() == [3, 3, 7]
+    assert len(list((out / "digits").glob("*.png"))) == 3
+
+
 def test_cli_unconditional_config(tmp_path, judge_path):
     """configs/gan_unconditional.yaml, as a user types it: no labels, G at 8e-4, no label accuracy."""
     config = Path(__file__).parents[1] / "configs" / "gan_unconditional.yaml"
-    args = ["--data.source=embedded", "--data.batch_size=8", "--model.width=8", "--model.z_dim=16",
-            f"--model.classifier_path={judge_path}", "--model.eval_samples=16"]  # fmt: skip
+    args = ["--data.source=embedded", "--data.batch_size=8", "--model.net.channels=8", "--model.net.z_dim=16",
+            f"--evaluation.classifier_path={judge_path}", "--evaluation.samples=16"]  # fmt: skip
     cli = cli_main(["fit", f"--config={config}", *args, "--trainer.fast_dev_run=true"])
-    assert cli.model.hparams.num_classes == 0 and cli.model.hparams.lr_g == pytest.approx(8e-4)
+    assert cli.model.num_classes == 0 and cli.model.hparams.lr_g == pytest.approx(8e-4)
     assert "test/digit_fid" in cli.trainer.callback_metrics and "test/label_acc" not in cli.trainer.callback_metrics
 
 

@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from residual_kit import Residual
-from residual_kit.models.lstm import LSTMStack
+from residual_kit.models.lstm import LSTMReaderConfig, LSTMStack
 from tasks.data.digit_strips import DigitStripDataModule, DigitStrips, make_strip
 from tasks.lstm import StripReader, beam_decode, cli_main, greedy_decode
 
-FAST = ["--trainer.fast_dev_run=true", "--data.source=embedded", "--data.batch_size=8", "--model.hidden_size=16"]
+FAST = ["--trainer.fast_dev_run=true", "--data.source=embedded", "--data.batch_size=8", "--model.net.hidden_size=16"]
 
 
 @pytest.fixture(autouse=True)
@@ -106,8 +106,9 @@ def test_stack_residual_from_and_projection(bidirectional):
 
 
 def test_plain_model_has_no_residual():
-    assert StripReader(layers=3, hidden_size=16, residual=False).lstm.residual_layers == 0
-    assert StripReader(layers=3, hidden_size=16).lstm.residual_layers == 2
+    plain = StripReader(LSTMReaderConfig(layers=3, hidden_size=16, residual=False))
+    assert plain.net.lstm.residual_layers == 0
+    assert StripReader(LSTMReaderConfig(layers=3, hidden_size=16)).net.lstm.residual_layers == 2
 
 
 def test_cli_fit_fast_dev_run_writes_the_strip_grid(tmp_path):

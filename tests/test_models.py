@@ -11,15 +11,49 @@ from residual_kit import Residual
 from residual_kit.models import cifar_resnet, create_model, list_models
 
 
+def tiny(name: str) -> tuple[nn.Module, tuple[torch.Tensor, ...], tuple[int, ...]]:
+    """Every registered model at a tiny size: (model, inputs, output shape)."""
+    if name.startswith("resnet") and name[6:].isdigit():
+        small = {"width": 0.25} if name in ("resnet18", "resnet34", "resnet50") else {}
+        return create_model(name, in_channels=1, num_classes=7, **small), (torch.randn(2, 1, 28, 28),), (2, 7)
+    if name == "gpt":
+        gpt = create_model(name, vocab_size=11, block_size=8, layers=2, dim=16, heads=2)
+        return gpt, (torch.randint(11, (2, 8)),), (2, 8, 11)
+    if name == "lstm_stack":
+        return create_model(name, input_size=6, hidden_size=8, layers=3), (torch.randn(2, 5, 6),), (2, 5, 8)
+    if name == "lstm_reader":
+        return create_model(name, layers=2, hidden_size=8), (torch.randn(2, 1, 28, 40),), (2, 10, 11)
+    y = torch.tensor([3, 7])
+    if name.endswith("_generator"):
+        return create_model(name, z_dim=8, channels=8, num_classes=10), (torch.randn(2, 8), y), (2, 1, 28, 28)
+    return create_model(name, channels=8, num_classes=10), (torch.randn(2, 1, 28, 28), y), (2,)
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_forward_backward_every_model(name):
-    small = {"width": 0.25} if name in ("resnet18", "resnet34", "resnet50") else {}
-    model = create_model(name, in_channels=1, num_classes=7, **small)
-    x = torch.randn(2, 1, 28, 28)
-    y = model(x)
-    assert y.shape == (2, 7)
-    y.sum().backward()
-    assert all(p.grad is not None for p in model.parameters())
+    model, inputs, shape = tiny(name)
+    y = model(*inputs)
+    y = y[0] if isinstance(y, tuple) else y
+    assert y.shape == shape
+    y.float().sum().backward()
+    unused = "classifier." if name.endswith("_discriminator") else None  # AC-GAN's head: only with aux_weight
+    assert all(p.grad is not None for n, p in model.named_parameters() if not (unused and n.startswith(unused)))
+
+
+def test_registry_covers_every_family_and_filters():
+    names = list_models()
+    assert {"gpt", "lstm_stack", "lstm_reader", "resnet_generator", "dcgan_discriminator"} <= set(names)
+    assert list_models("resnet*")[:3] == ["resnet8", "resnet14", "resnet18"]  # natural order
+    assert list_models("*_generator") == ["dcgan_generator", "resnet_generator"]
+
+
+def test_forward_features_and_head_compose_to_forward():
+    model = create_model("resnet20").eval()
+    x = torch.randn(2, 3, 32, 32)
+    features = model.forward_features(x)
+    assert features.shape == (2, 64, 8, 8)
+    torch.testing.assert_close(model.forward_head(features), model(x))
+    assert model.forward_head(features, pre_logits=True).shape == (2, model.num_features)
 
 
 @pytest.mark.parametrize(
@@ -31,7 +65,7 @@ def test_parameter_counts_match_the_paper(name, millions):
 
 
 def test_plain_net_has_no_skip():
-    plain = create_model("resnet20", plain=True).eval()
+    plain = create_model("resnet20", residual=False).eval()
     assert not any(isinstance(m, Residual) for m in plain.modules())
     # Zero the last BN of the first block: with no shortcut its output must be relu(0) = 0.
     block = plain.stages[0][0]
@@ -56,15 +90,26 @@ def test_same_outputs_as_hand_written_resnet20():
         torch.testing.assert_close(ours(x), theirs(x))
 
 
-def test_preact_is_the_pre_norm_variant():
-    model = create_model("resnet20", preact=True)
+def test_placement_pre_is_resnet_v2():
+    model = create_model("resnet20", placement="pre")
     blocks = [m for m in model.modules() if isinstance(m, Residual)]
     assert len(blocks) == 9 and all(b.placement == "pre" for b in blocks)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
+@pytest.mark.parametrize("placement", ["post", "deepnorm"])
+def test_post_and_deepnorm_put_bn_after_the_merge(placement):
+    """y = relu(BN(a x + F(x))) with a = 1 (post) or DeepNet's (2N)^1/4 for N = 9 blocks (deepnorm)."""
+    model = create_model("resnet20", placement=placement).eval()
+    block = model.stages[0][1]
+    alpha = (2 * 9) ** 0.25 if placement == "deepnorm" else 1.0
+    x = torch.randn(2, 16, 8, 8)
+    expected = torch.relu(block.post_norm(alpha * x + block.wrap(x)))
+    torch.testing.assert_close(block(x), expected)
+
+
 def test_options_reach_every_block():
-    model = create_model("resnet20", scale="rezero", drop_path=0.2, shortcut="B")
+    model = create_model("resnet20", scale="rezero", drop_path=0.2, shortcut="projection")
     blocks = [m for m in model.modules() if isinstance(m, Residual)]
     assert all(b.formula().count("rezero") == 1 for b in blocks)
     assert "p=0.2" in blocks[-1].formula() and "drop_path" not in blocks[0].formula()

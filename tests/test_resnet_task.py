@@ -14,7 +14,8 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from tasks.data import images as images_mod
+from residual_kit.models import ResNetConfig
+from tasks.data import sources as images_mod
 from tasks.resnet import ImageClassifier, cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +32,7 @@ def test_fit_fast_dev_run_then_test():
     cli = cli_main(["fit", *FAST])
     assert cli.trainer.state.finished
     assert "test/acc" in cli.trainer.callback_metrics
-    assert isinstance(cli.model, ImageClassifier) and cli.model.hparams.in_channels == 1
+    assert isinstance(cli.model, ImageClassifier) and cli.model.net.stem[0].in_channels == 1
 
 
 def test_fit_without_logger_or_progress_bar():
@@ -100,7 +101,12 @@ def test_predict_wrong_size_png_is_named(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "variant", [["--model.plain=true"], ["--model.preact=true"], ["--model.scale=rezero", "--model.drop_path=0.1"]]
+    "variant",
+    [
+        ["--model.net.residual=false"],
+        ["--model.net.placement=pre"],
+        ["--model.net.scale=rezero", "--model.net.drop_path=0.1"],
+    ],
 )
 def test_model_options_from_the_cli(variant):
     cli = cli_main(["fit", *FAST, "--test_after_fit=false", *variant])
@@ -138,7 +144,10 @@ def test_print_config_and_typo_in_config_key():
     )
     assert ok.returncode == 0 and "arch: resnet20" in ok.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "tasks.resnet", "fit", "--model.arhc=resnet56"], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "tasks.resnet", "fit", "--model.net.arhc=resnet56"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert bad.returncode != 0 and "arhc" in bad.stderr
 
@@ -149,12 +158,12 @@ def test_missing_checkpoint_path_is_named(tmp_path):
 
 
 def test_module_importable_for_users():
-    model = ImageClassifier(arch="resnet8", in_channels=3)
+    model = ImageClassifier(ResNetConfig("resnet8", in_channels=3))
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
 def test_predict_names_every_bad_file_before_it_starts(tmp_path):
-    from tasks.data.images import ImageFiles
+    from tasks.data.image_files import ImageFiles
 
     for name, size in [("a.png", 28), ("b.png", 32), ("c.png", 40)]:
         Image.new("L", (size, size)).save(tmp_path / name)
@@ -165,7 +174,7 @@ def test_predict_names_every_bad_file_before_it_starts(tmp_path):
 
 def test_test_time_flip_averages_the_image_and_its_mirror():
     torch.manual_seed(0)
-    model = ImageClassifier(arch="resnet8", test_time_flip=True).eval()
+    model = ImageClassifier(ResNetConfig("resnet8"), test_time_flip=True).eval()
     x = torch.randn(4, 1, 28, 28)
     mean_p = (model(x).softmax(-1) + model(x.flip(-1)).softmax(-1)) / 2
     torch.testing.assert_close(model.evaluate(x), mean_p.log())

@@ -35,16 +35,16 @@ TASKS = {
     "lstm": [
         "--data.source=embedded",
         "--data.batch_size=8",
-        "--model.hidden_size=16",
-        "--model.layers=2",
-        "--model.dropout=0.1",
+        "--model.net.hidden_size=16",
+        "--model.net.layers=2",
+        "--model.net.dropout=0.1",
     ],
     "gan": [
         "--data.source=embedded",
         "--data.batch_size=8",
-        "--model.width=8",
-        "--model.z_dim=16",
-        "--model.eval_samples=8",
+        "--model.net.channels=8",
+        "--model.net.z_dim=16",
+        "--evaluation.samples=8",
         "--trainer.check_val_every_n_epoch=1",
     ],
     "transformer": [
@@ -52,9 +52,9 @@ TASKS = {
         "--data.num_val=32",
         "--data.num_test=32",
         "--data.batch_size=32",
-        "--model.layers=1",
-        "--model.dim=32",
-        "--model.dropout=0.1",
+        "--model.net.layers=1",
+        "--model.net.dim=32",
+        "--model.net.dropout=0.1",
         "--trainer.max_steps=-1",
         "--trainer.val_check_interval=null",
         "--trainer.check_val_every_n_epoch=1",
@@ -85,7 +85,7 @@ def test_kill_and_resume_equals_a_straight_run(task, tmp_path, monkeypatch, judg
     cli_main = importlib.import_module(f"tasks.{task}").cli_main
     args = ["fit", *COMMON, *TASKS[task]]
     if task == "gan":
-        args.append(f"--model.classifier_path={judge_path}")
+        args.append(f"--evaluation.classifier_path={judge_path}")
     for run in ("straight", "resumed"):
         (tmp_path / run).mkdir()
     monkeypatch.chdir(tmp_path / "straight")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from residual_kit import Residual, ScaledAdd
-from residual_kit.models.gpt import GPT, NORM_PLACEMENTS, KVCache
+from residual_kit.models.gpt import GPT, GPTConfig, KVCache
 from tasks.data.digit_text import DigitTask, DigitTaskDataModule, Tokenizer
 from tasks.transformer import DigitTransformer, cli_main
 
@@ -20,9 +20,16 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+# every norm placement, and ReZero (no norm, a zero-initialised branch scale)
+DESIGNS: dict[str, dict] = {
+    **{p: {"placement": p} for p in ("post", "pre", "sandwich", "deepnorm")},
+    "rezero": {"placement": None, "scale": "rezero"},
+}
+
+
 def tiny(placement: str = "pre", layers: int = 2) -> GPT:
     torch.manual_seed(0)
-    return GPT(16, 16, layers=layers, dim=32, heads=4, placement=placement).eval()
+    return GPT(GPTConfig(16, 16, layers=layers, dim=32, heads=4, **DESIGNS[placement])).eval()
 
 
 def test_causal_no_future_token_changes_a_past_logit():
@@ -34,7 +41,7 @@ def test_causal_no_future_token_changes_a_past_logit():
     assert not torch.allclose(model(x)[:, 6:], model(changed)[:, 6:])
 
 
-@pytest.mark.parametrize("placement", NORM_PLACEMENTS)
+@pytest.mark.parametrize("placement", DESIGNS)
 def test_kv_cache_generation_equals_full_recompute(placement):
     model = tiny(placement)
     if placement == "rezero":  # exactly the identity at init: give the branches weight first
@@ -59,7 +66,7 @@ def test_sampling_is_seeded_and_respects_top_k():
     assert torch.equal(top1, model.generate(prompt, 6))  # top-1 sampling is greedy
 
 
-@pytest.mark.parametrize("placement", NORM_PLACEMENTS)
+@pytest.mark.parametrize("placement", DESIGNS)
 def test_every_placement_builds_the_right_residual_and_trains_a_step(placement):
     model = tiny(placement).train()
     blocks = list(model.blocks)
@@ -126,14 +133,15 @@ def test_train_and_test_problems_are_disjoint():
 
 
 def test_cli_fit_fast_dev_run_every_placement():
-    for placement in NORM_PLACEMENTS:
-        cli = cli_main(["fit", *FAST, f"--model.placement={placement}", "--model.layers=2", "--model.dim=32"])
+    for design in DESIGNS.values():
+        options = [f"--model.net.{k}={'null' if v is None else v}" for k, v in design.items()]
+        cli = cli_main(["fit", *FAST, *options, "--model.net.layers=2", "--model.net.dim=32"])
         assert cli.trainer.state.finished
         assert "test/exact" in cli.trainer.callback_metrics
 
 
 def test_cli_predict_writes_answers(tmp_path):
-    cli = cli_main(["fit", *FAST, "--test_after_fit=false", "--model.layers=1", "--model.dim=32"])
+    cli = cli_main(["fit", *FAST, "--test_after_fit=false", "--model.net.layers=1", "--model.net.dim=32"])
     ckpt = tmp_path / "m.ckpt"
     cli.trainer.save_checkpoint(ckpt)
     (tmp_path / "prompts.txt").write_text("123+456=\n9+9=\n")
@@ -145,12 +153,12 @@ def test_cli_predict_writes_answers(tmp_path):
 
 
 def test_bad_prompt_is_named(tmp_path):
-    cli = cli_main(["fit", *FAST, "--test_after_fit=false", "--model.layers=1", "--model.dim=32"])
+    cli = cli_main(["fit", *FAST, "--test_after_fit=false", "--model.net.layers=1", "--model.net.dim=32"])
     cli.trainer.save_checkpoint(tmp_path / "m.ckpt")
     with pytest.raises(ValueError, match="12345"):
         cli_main(["predict", f"--ckpt_path={tmp_path / 'm.ckpt'}", '--data.prompts=["12345+1="]'])
 
 
 def test_module_importable_for_users():
-    model = DigitTransformer(layers=1, dim=32)
+    model = DigitTransformer(GPTConfig(layers=1, dim=32))
     assert model(torch.randint(1, 16, (2, 12))).shape == (2, 12, 16)

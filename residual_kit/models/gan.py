@@ -11,6 +11,9 @@ term <embed(y), h> when conditional (Miyato & Koyama 2018).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -80,28 +83,30 @@ def down_block(cin: int, cout: int, downsample: bool = True, first: bool = False
 
 
 class ResNetGenerator(nn.Module):
-    """z (B, z_dim) [and labels (B,)] -> images (B, channels, 28, 28) in [-1, 1].
+    """z (B, z_dim) [and labels (B,)] -> images (B, image_channels, 28, 28) in [-1, 1].
 
     Args:
         z_dim: noise dimensions.
-        width: channels of the residual blocks.
+        channels: channels of the residual blocks.
         num_classes: 0 for unconditional; else a class embedding joins z, and the class-conditional BN
             gets one gain and bias per class.
-        channels: image channels.
+        image_channels: image channels.
     """
 
-    def __init__(self, z_dim: int = 128, width: int = 64, num_classes: int = 0, channels: int = 1) -> None:
+    def __init__(self, z_dim: int = 128, channels: int = 64, num_classes: int = 0, image_channels: int = 1) -> None:
         super().__init__()
-        self.z_dim, self.num_classes, self.width = z_dim, num_classes, width
+        self.z_dim, self.num_classes, self.channels = z_dim, num_classes, channels
         self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None
-        self.fc = nn.Linear(2 * z_dim if num_classes else z_dim, 7 * 7 * width)
-        self.blocks = nn.ModuleList([up_block(width, width, num_classes), up_block(width, width, num_classes)])
-        self.out = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, channels, 3, padding=1), nn.Tanh())
+        self.fc = nn.Linear(2 * z_dim if num_classes else z_dim, 7 * 7 * channels)
+        self.blocks = nn.ModuleList([up_block(channels, channels, num_classes) for _ in range(2)])
+        self.out = nn.Sequential(
+            nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, image_channels, 3, padding=1), nn.Tanh()
+        )
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
             z = torch.cat([z, self.embed(y)], dim=1)  # (B, 2 * z_dim)
-        h = self.fc(z).view(-1, self.width, 7, 7)  # (B, W, 7, 7)
+        h = self.fc(z).view(-1, self.channels, 7, 7)  # (B, W, 7, 7)
         for block in self.blocks:
             h = block(h, y)  # 7 -> 14 -> 28
         return self.out(h)
@@ -139,22 +144,22 @@ class Critic(nn.Module):
 
 
 class ResNetDiscriminator(Critic):
-    """images (B, channels, 28, 28) [and labels] -> critic scores (B,).
+    """images (B, image_channels, 28, 28) [and labels] -> critic scores (B,).
 
     Args:
-        width: channels of the residual blocks.
+        channels: channels of the residual blocks.
         num_classes: 0 for unconditional; else a projection discriminator.
-        channels: image channels.
+        image_channels: image channels.
     """
 
-    def __init__(self, width: int = 64, num_classes: int = 0, channels: int = 1) -> None:
+    def __init__(self, channels: int = 64, num_classes: int = 0, image_channels: int = 1) -> None:
         super().__init__()
         self.blocks = nn.Sequential(
-            down_block(channels, width, first=True),  # 28 -> 14
-            down_block(width, width),  # 14 -> 7
-            down_block(width, width, downsample=False),
+            down_block(image_channels, channels, first=True),  # 28 -> 14
+            down_block(channels, channels),  # 14 -> 7
+            down_block(channels, channels, downsample=False),
         )
-        self.head(width, num_classes)
+        self.head(channels, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.blocks(x)).sum(dim=(2, 3))  # (B, W)
@@ -163,34 +168,34 @@ class ResNetDiscriminator(Critic):
 class DCGANGenerator(nn.Module):
     """The plain baseline: z -> 7x7 -> transposed convs to 28x28, BN-ReLU between, no shortcut."""
 
-    def __init__(self, z_dim: int = 128, width: int = 64, num_classes: int = 0, channels: int = 1) -> None:
+    def __init__(self, z_dim: int = 128, channels: int = 64, num_classes: int = 0, image_channels: int = 1) -> None:
         super().__init__()
-        self.z_dim, self.num_classes, self.width = z_dim, num_classes, width
+        self.z_dim, self.num_classes, self.channels = z_dim, num_classes, channels
         self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None
-        self.fc = nn.Sequential(nn.Linear(z_dim, 7 * 7 * 2 * width), nn.BatchNorm1d(7 * 7 * 2 * width), nn.ReLU())
+        self.fc = nn.Sequential(nn.Linear(z_dim, 7 * 7 * 2 * channels), nn.BatchNorm1d(7 * 7 * 2 * channels), nn.ReLU())
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),  # 14x14
-            nn.ConvTranspose2d(width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),  # 28x28
-            nn.Conv2d(width, channels, 3, padding=1), nn.Tanh(),
+            nn.ConvTranspose2d(2 * channels, channels, 4, 2, 1), nn.BatchNorm2d(channels), nn.ReLU(),  # 14x14
+            nn.ConvTranspose2d(channels, channels, 4, 2, 1), nn.BatchNorm2d(channels), nn.ReLU(),  # 28x28
+            nn.Conv2d(channels, image_channels, 3, padding=1), nn.Tanh(),
         )  # fmt: skip
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
             z = z * self.embed(y)
-        return self.net(self.fc(z).view(-1, 2 * self.width, 7, 7))
+        return self.net(self.fc(z).view(-1, 2 * self.channels, 7, 7))
 
 
 class DCGANDiscriminator(Critic):
     """The plain baseline critic: strided convs with LeakyReLU, spectrally normalised, projection if conditional."""
 
-    def __init__(self, width: int = 64, num_classes: int = 0, channels: int = 1) -> None:
+    def __init__(self, channels: int = 64, num_classes: int = 0, image_channels: int = 1) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            spectral_norm(nn.Conv2d(channels, width, 4, 2, 1)), nn.LeakyReLU(0.1),  # 14x14
-            spectral_norm(nn.Conv2d(width, 2 * width, 4, 2, 1)), nn.LeakyReLU(0.1),  # 7x7
-            spectral_norm(nn.Conv2d(2 * width, 2 * width, 3, 1, 1)), nn.LeakyReLU(0.1),
+            spectral_norm(nn.Conv2d(image_channels, channels, 4, 2, 1)), nn.LeakyReLU(0.1),  # 14x14
+            spectral_norm(nn.Conv2d(channels, 2 * channels, 4, 2, 1)), nn.LeakyReLU(0.1),  # 7x7
+            spectral_norm(nn.Conv2d(2 * channels, 2 * channels, 3, 1, 1)), nn.LeakyReLU(0.1),
         )  # fmt: skip
-        self.head(2 * width, num_classes)
+        self.head(2 * channels, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).sum(dim=(2, 3))  # (B, 2W)
@@ -199,6 +204,30 @@ class DCGANDiscriminator(Critic):
 GENERATORS = {"resnet": ResNetGenerator, "dcgan": DCGANGenerator}
 DISCRIMINATORS = {"resnet": ResNetDiscriminator, "dcgan": DCGANDiscriminator}
 
+
+@dataclass
+class GANConfig:
+    """Generator and discriminator, configured once.
+
+    Args:
+        arch: "resnet" (residual blocks, spectral norm in D) or "dcgan" (the plain baseline).
+        z_dim: noise dimensions.
+        channels: channels of G's and D's blocks (D's widest layer in the DCGAN is twice this).
+        num_classes: 10 for class-conditional digits; 0 for unconditional.
+    """
+
+    arch: Literal["resnet", "dcgan"] = "resnet"
+    z_dim: int = 128
+    channels: int = 32
+    num_classes: int = 10
+
+    def generator(self) -> nn.Module:
+        return GENERATORS[self.arch](self.z_dim, self.channels, self.num_classes)
+
+    def discriminator(self) -> Critic:
+        return DISCRIMINATORS[self.arch](self.channels, self.num_classes)
+
+
 __all__ = [
     "DISCRIMINATORS",
     "GENERATORS",
@@ -206,6 +235,7 @@ __all__ = [
     "Critic",
     "DCGANDiscriminator",
     "DCGANGenerator",
+    "GANConfig",
     "ResNetDiscriminator",
     "ResNetGenerator",
     "down_block",

@@ -1,12 +1,12 @@
 """A small decoder-only Transformer whose attention and MLP sub-layers are each a `Residual`.
 
-Where the norm sits is one switch for the whole stack (Xiong et al. 2020; Wang et al. 2022;
-Bachlechner et al. 2020):
+Where the norm sits is one switch for the whole stack, `placement` (Xiong et al. 2020; Wang et al. 2022),
+and how the branch is scaled another, `scale` (Bachlechner et al. 2020; Touvron et al. 2021):
     post      y = LN(x + f(x))                  the original Transformer; needs warm-up, fails when deep
     pre       y = x + f(LN(x))                  trains at depth, activations grow with depth
     sandwich  y = x + LN(f(LN(x)))              bounds what each branch adds (CogView, NormFormer)
     deepnorm  y = LN(alpha x + f(x)), f init x beta   post-norm made stable (DeepNet)
-    rezero    y = x + a f(x), a = 0 at init     no norm at all
+    None      y = x + f(x)                      no norm; with scale="rezero", y = x + a f(x), a = 0 at init
 """
 
 from __future__ import annotations
@@ -22,8 +22,37 @@ from ..deepnorm import deepnorm_alpha, deepnorm_beta, deepnorm_init_
 from ..merge import ScaledAdd
 from ..residual import Residual
 
-NormPlacement = Literal["post", "pre", "sandwich", "deepnorm", "rezero"]
-NORM_PLACEMENTS: tuple[str, ...] = ("post", "pre", "sandwich", "deepnorm", "rezero")
+NormPlacement = Literal["post", "pre", "sandwich", "deepnorm"]
+NORM_PLACEMENTS: tuple[str | None, ...] = ("post", "pre", "sandwich", "deepnorm", None)
+
+
+@dataclass
+class GPTConfig:
+    """The GPT, configured once (nanoGPT's `GPTConfig`).
+
+    Args:
+        vocab_size: number of tokens.
+        block_size: longest sequence.
+        layers: number of Transformer layers (each two residual sub-layers).
+        dim: model width.
+        heads: attention heads.
+        mlp_ratio: MLP hidden width / dim.
+        dropout: dropout on embeddings, attention and MLP output.
+        drop_path: stochastic depth of the last sub-layer, rising linearly from 0.
+        placement: norm placement of every sub-layer (see the module docstring).
+        scale: branch scale of every sub-layer: None, a float, "learnable", "rezero" or "layerscale".
+    """
+
+    vocab_size: int = 16
+    block_size: int = 13
+    layers: int = 4
+    dim: int = 128
+    heads: int = 4
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    drop_path: float = 0.0
+    placement: NormPlacement | None = "pre"
+    scale: float | str | None = None
 
 
 @dataclass
@@ -81,66 +110,42 @@ class MLP(nn.Module):
         return self.drop(self.proj(F.gelu(self.fc(x))))
 
 
-def sublayer(f: nn.Module, dim: int, placement: NormPlacement, depth: int, drop_path: float) -> Residual:
-    """One sub-layer as a residual block, in the chosen norm placement."""
+def sublayer(f: nn.Module, config: GPTConfig, drop_path: float) -> Residual:
+    """One sub-layer as a residual block, in the chosen norm placement and branch scale."""
+    dim, placement = config.dim, config.placement
     if placement == "deepnorm":
-        beta = deepnorm_beta(depth, "decoder")
+        beta = deepnorm_beta(config.layers, "decoder")
         if isinstance(f, CausalSelfAttention):
             with torch.no_grad():
                 deepnorm_init_(f.proj, beta)
                 nn.init.xavier_normal_(f.qkv.weight[2 * dim :], gain=beta)  # values scaled, queries and keys not
         else:
             deepnorm_init_(f, beta)
-        return Residual(f, placement="post", dim=dim, merge=ScaledAdd(deepnorm_alpha(depth, "decoder")))
-    if placement == "rezero":
-        return Residual(f, scale="rezero", drop_path=drop_path)
-    return Residual(f, placement=placement, dim=dim, drop_path=drop_path)
+        merge = ScaledAdd(deepnorm_alpha(config.layers, "decoder"))
+        return Residual(f, placement="post", dim=dim, merge=merge, scale=config.scale, drop_path=drop_path)
+    return Residual(f, placement=placement, dim=dim, scale=config.scale, drop_path=drop_path)
 
 
 class GPT(nn.Module):
-    """Token + learned position embeddings -> `layers` x (attention, MLP) residual blocks -> tied head.
+    """Token + learned position embeddings -> `layers` x (attention, MLP) residual blocks -> tied head."""
 
-    Args:
-        vocab_size: number of tokens.
-        block_size: longest sequence.
-        layers: number of Transformer layers (each two residual sub-layers).
-        dim: model width.
-        heads: attention heads.
-        mlp_ratio: MLP hidden width / dim.
-        dropout: dropout on embeddings, attention and MLP output.
-        drop_path: stochastic depth of the last sub-layer, rising linearly from 0.
-        placement: norm placement of every sub-layer (see module docstring).
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        block_size: int,
-        layers: int = 4,
-        dim: int = 128,
-        heads: int = 4,
-        mlp_ratio: int = 4,
-        dropout: float = 0.0,
-        drop_path: float = 0.0,
-        placement: NormPlacement = "pre",
-    ) -> None:
+    def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        if placement not in NORM_PLACEMENTS:
-            raise ValueError(f"placement={placement!r} is not one of {NORM_PLACEMENTS}")
-        self.block_size, self.placement = block_size, placement
-        self.tok = nn.Embedding(vocab_size, dim)
-        self.pos = nn.Embedding(block_size, dim)
-        self.drop = nn.Dropout(dropout)
-        rates = torch.linspace(0, drop_path, 2 * layers).tolist()
+        c = config
+        if c.placement not in NORM_PLACEMENTS:
+            raise ValueError(f"placement={c.placement!r} is not one of {NORM_PLACEMENTS}")
+        self.config, self.block_size, self.placement = c, c.block_size, c.placement
+        self.tok = nn.Embedding(c.vocab_size, c.dim)
+        self.pos = nn.Embedding(c.block_size, c.dim)
+        self.drop = nn.Dropout(c.dropout)
+        rates = torch.linspace(0, c.drop_path, 2 * c.layers).tolist()
         blocks = []
-        for i in range(layers):
-            blocks.append(
-                sublayer(CausalSelfAttention(dim, heads, dropout, layer=i), dim, placement, layers, rates[2 * i])
-            )
-            blocks.append(sublayer(MLP(dim, mlp_ratio * dim, dropout), dim, placement, layers, rates[2 * i + 1]))
+        for i in range(c.layers):
+            blocks.append(sublayer(CausalSelfAttention(c.dim, c.heads, c.dropout, layer=i), c, rates[2 * i]))
+            blocks.append(sublayer(MLP(c.dim, c.mlp_ratio * c.dim, c.dropout), c, rates[2 * i + 1]))
         self.blocks = nn.ModuleList(blocks)
-        self.norm = nn.LayerNorm(dim) if placement in ("pre", "sandwich") else nn.Identity()  # post-norms end normed
-        self.head = nn.Linear(dim, vocab_size, bias=False)
+        self.norm = nn.LayerNorm(c.dim) if c.placement in ("pre", "sandwich") else nn.Identity()  # post ends normed
+        self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         self.head.weight = self.tok.weight  # tied (Press & Wolf 2017)
         nn.init.normal_(self.tok.weight, std=0.02)
         nn.init.normal_(self.pos.weight, std=0.02)

@@ -7,6 +7,8 @@ to the output sequence and the (h, c) state passes through untouched.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -67,4 +69,73 @@ class LSTMStack(nn.Module):
         return x
 
 
-__all__ = ["LSTMStack"]
+class ColumnEncoder(nn.Module):
+    """Conv front end: (B, 1, 28, W) -> (B, W/4, 64 * 7), one feature vector per 4 pixel columns."""
+
+    def __init__(self, channels: int = 64) -> None:
+        super().__init__()
+        half = channels // 2
+        self.net = nn.Sequential(
+            nn.Conv2d(1, half, 3, padding=1), nn.BatchNorm2d(half), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(half, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.out_features = channels * 7
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(1, 2).transpose(1, 2)  # (B, C, 7, W/4) -> (B, W/4, C*7)
+
+
+class Columns(nn.Module):
+    """No front end: each pixel column is one step, (B, 1, 28, W) -> (B, W, 28)."""
+
+    out_features = 28
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.squeeze(1).transpose(1, 2)
+
+
+@dataclass
+class LSTMReaderConfig:
+    """A line reader, configured once: column features -> LSTM stack -> per-step classes (for CTC).
+
+    Args:
+        layers: LSTM layers.
+        hidden_size: width of every LSTM layer.
+        residual: residual connections between layers; False gives the plain stack.
+        residual_from: first residual layer (1: every layer after the first; GNMT uses 2).
+        placement: norm placement of the residual layers: "pre", "post", "sandwich" or None.
+        bidirectional: read lines both ways.
+        conv_frontend: a small CNN turns columns into features; False feeds raw pixel columns.
+        dropout: dropout between LSTM layers.
+        num_classes: output classes per step, the CTC blank included.
+    """
+
+    layers: int = 4
+    hidden_size: int = 128
+    residual: bool = True
+    residual_from: int = 1
+    placement: Placement | None = "pre"
+    bidirectional: bool = True
+    conv_frontend: bool = True
+    dropout: float = 0.0
+    num_classes: int = 11
+
+
+class LSTMReader(nn.Module):
+    """(B, 1, 28, W) images -> per-step log-probabilities (B, T, num_classes), T = W/4 (W with no front end)."""
+
+    def __init__(self, config: LSTMReaderConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        self.frontend = ColumnEncoder() if c.conv_frontend else Columns()
+        self.proj = nn.Linear(self.frontend.out_features, c.hidden_size)
+        first = c.residual_from if c.residual else c.layers
+        self.lstm = LSTMStack(c.hidden_size, c.hidden_size, c.layers, first, c.placement, c.bidirectional, c.dropout)
+        self.head = nn.Linear(c.hidden_size, c.num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(self.proj(self.frontend(images)))).log_softmax(-1)
+
+
+__all__ = ["ColumnEncoder", "Columns", "LSTMReader", "LSTMReaderConfig", "LSTMStack"]

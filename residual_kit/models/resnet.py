@@ -2,23 +2,33 @@
 
 CIFAR-style ResNet-{20,32,44,56,110}: 6n+2 layers, three stages of 16/32/64 channels, option A (pad)
 or B (projection) shortcuts. ImageNet-style ResNet-18/34/50 (basic and bottleneck blocks) with a 3x3
-stem and no max-pool, which suits 28x28 and 32x32 inputs. `preact=True` is ResNet v2 (the pre-norm
-variant); `plain=True` removes every shortcut (the paper's plain nets).
+stem and no max-pool, which suits 28x28 and 32x32 inputs. The options use `Residual`'s names:
+    placement=None        y = relu(x + F(x))                  ResNet v1 (He et al. 2015)
+    placement="pre"       y = x + F(relu(BN(x)))              ResNet v2, full pre-activation (He et al. 2016)
+    placement="post"      y = relu(BN(x + F(x)))              BN after addition (He et al. 2016, Fig. 4b)
+    placement="deepnorm"  y = relu(BN(alpha x + F(x)))        DeepNet's post-norm, alpha = (2N)^1/4 (Wang et al. 2022)
+`residual=False` removes every shortcut (the paper's plain nets). DeepNet's beta (the branch's init gain)
+has no effect here: each branch ends in a BatchNorm, which undoes any scale of the convs before it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Literal
 
+import torch
 from torch import nn
 
 from ..deepnorm import deepnorm_alpha
 from ..merge import ScaledAdd
 from ..residual import Residual
 
-Shortcut = Literal["A", "B"]
+Shortcut = Literal["pad", "projection"]
+Placement = Literal["pre", "post", "deepnorm"]
 BlockKind = Literal["basic", "bottleneck"]
-Merge = Literal["add", "gate", "concat", "deepnorm"]
+Merge = Literal["add", "gate", "concat"]
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -63,29 +73,30 @@ def make_block(
     cout: int,
     stride: int,
     shortcut: Shortcut,
-    preact: bool,
-    plain: bool,
+    placement: Placement | None,
+    residual: bool,
+    num_blocks: int,
     drop_path: float = 0.0,
     scale: float | str | None = None,
-    merge: str | nn.Module = "add",
+    merge: str = "add",
 ) -> nn.Module:
     """Wrap a branch into a residual block; the builder, not the block, picks the shortcut."""
-    if plain:
+    preact = placement == "pre"
+    if not residual:
         return nn.Sequential(*bn_relu(cin), branch) if preact else nn.Sequential(branch, nn.ReLU(inplace=True))
-    needs_shortcut = stride != 1 or cin != cout
-    kind = "identity" if not needs_shortcut else ("pad" if shortcut == "A" else "projection")
+    post = placement in ("post", "deepnorm")
     return Residual(
         branch,
-        norm=bn_relu if preact else None,
-        placement="pre" if preact else None,
+        norm=bn_relu if preact else nn.BatchNorm2d if post else None,
+        placement="pre" if preact else "post" if post else None,
         dim=cin,
         out_dim=cout,
         stride=stride,
         data_format="channels_first",
-        shortcut=kind,
+        shortcut="identity" if stride == 1 and cin == cout else shortcut,
         scale=scale,
         drop_path=drop_path,
-        merge=merge,
+        merge=ScaledAdd(deepnorm_alpha(num_blocks)) if placement == "deepnorm" else merge,
         activation=None if preact else "relu",
     )
 
@@ -101,14 +112,13 @@ class ResNet(nn.Module):
         in_channels: image channels (1 for digits, 3 for CIFAR-10).
         stem_width: channels after the stem (before the width multiplier).
         width: multiplier on every width.
-        shortcut: "A" (parameter-free pad) or "B" (projection) where a block changes shape.
-        preact: ResNet v2 (BN-ReLU as the pre-norm of each block).
-        plain: remove every shortcut.
+        shortcut: "pad" (option A, parameter-free) or "projection" (option B) where a block changes shape.
+        placement: None (v1), "pre" (v2), "post" (BN after the addition) or "deepnorm" (see the module doc).
+        residual: False removes every shortcut (the plain net).
         drop_path: stochastic depth rate of the last block, rising linearly from 0 (Huang et al. 2016).
         scale: branch scale passed to every `Residual` (e.g. "rezero", "layerscale", 0.5).
         zero_init_last: start each v1 branch's last BN at gamma=0, so each block starts as the identity.
-        merge: how shortcut and branch meet: "add"; "gate" (highway); "concat" (concat + 1x1 fuse);
-            "deepnorm" (the shortcut up-weighted by DeepNet's alpha = (2N)^1/4 for N blocks).
+        merge: how shortcut and branch meet: "add"; "gate" (highway); "concat" (concat + 1x1 fuse).
     """
 
     def __init__(
@@ -120,21 +130,24 @@ class ResNet(nn.Module):
         in_channels: int = 3,
         stem_width: int = 16,
         width: float = 1.0,
-        shortcut: Shortcut = "A",
-        preact: bool = False,
-        plain: bool = False,
+        shortcut: Shortcut = "pad",
+        placement: Placement | None = None,
+        residual: bool = True,
         drop_path: float = 0.0,
         scale: float | str | None = None,
         zero_init_last: bool = False,
         merge: Merge = "add",
     ) -> None:
         super().__init__()
-        if merge not in ("add", "gate", "concat", "deepnorm"):
-            raise ValueError(f"merge={merge!r} is not one of ('add', 'gate', 'concat', 'deepnorm')")
-        if block not in ("basic", "bottleneck"):
-            raise ValueError(f"block={block!r} is not one of ('basic', 'bottleneck')")
-        if shortcut not in ("A", "B"):
-            raise ValueError(f"shortcut={shortcut!r} is not one of ('A', 'B')")
+        for name, value, allowed in (
+            ("merge", merge, ("add", "gate", "concat")),
+            ("block", block, ("basic", "bottleneck")),
+            ("shortcut", shortcut, ("pad", "projection")),
+            ("placement", placement, (None, "pre", "post", "deepnorm")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of {allowed}")
+        preact = placement == "pre"
         if len(layers) != len(widths):
             raise ValueError(f"layers {layers} and widths {widths} must have one entry per stage")
         expansion = 4 if block == "bottleneck" else 1
@@ -154,8 +167,9 @@ class ResNet(nn.Module):
                 stride = 2 if stage > 0 and i == 0 else 1
                 branch = (basic_branch if block == "basic" else bottleneck_branch)(cin, cout, stride, preact)
                 rate = drop_path * index / max(1, total - 1)
-                how = ScaledAdd(deepnorm_alpha(total)) if merge == "deepnorm" else merge
-                blocks.append(make_block(branch, cin, cout, stride, shortcut, preact, plain, rate, scale, how))
+                blocks.append(
+                    make_block(branch, cin, cout, stride, shortcut, placement, residual, total, rate, scale, merge)
+                )
                 cin, index = cout, index + 1
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
@@ -176,12 +190,16 @@ class ResNet(nn.Module):
                 if isinstance(m, Residual) and isinstance(m.wrap[-1], nn.BatchNorm2d):
                     nn.init.zeros_(m.wrap[-1].weight)
 
-    def features(self, x):
-        """Penultimate features (B, num_features): what the digit-FID and the lab look at."""
-        return self.head[:-1](self.stages(self.stem(x)))
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature map (B, num_features, H', W') (timm's name)."""
+        return self.stages(self.stem(x))
 
-    def forward(self, x):
-        return self.head(self.stages(self.stem(x)))  # (B, num_classes)
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool and classify; with `pre_logits`, the pooled features (B, num_features) (what digit-FID reads)."""
+        return self.head[:-1](x) if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))  # (B, num_classes)
 
 
 def cifar_resnet(depth: int = 20, **kwargs) -> ResNet:
@@ -189,6 +207,8 @@ def cifar_resnet(depth: int = 20, **kwargs) -> ResNet:
     if (depth - 2) % 6 != 0 or depth < 8:
         raise ValueError(f"a CIFAR ResNet has 6n+2 layers (8, 14, 20, 32, 44, 56, 110, ...), got depth={depth}")
     n = (depth - 2) // 6
+    if kwargs.get("shortcut") is None:
+        kwargs["shortcut"] = "pad"
     return ResNet("basic", (n, n, n), (16, 32, 64), stem_width=16, **kwargs)
 
 
@@ -204,5 +224,38 @@ def imagenet_resnet(depth: int = 18, **kwargs) -> ResNet:
     if depth not in IMAGENET_LAYOUTS:
         raise ValueError(f"depth={depth} is not one of {sorted(IMAGENET_LAYOUTS)}")
     block, layers = IMAGENET_LAYOUTS[depth]
-    kwargs.setdefault("shortcut", "B")
+    if kwargs.get("shortcut") is None:
+        kwargs["shortcut"] = "projection"
     return ResNet(block, layers, (64, 128, 256, 512), stem_width=64, **kwargs)
+
+
+RESNETS: dict[str, Callable[..., ResNet]] = {
+    **{f"resnet{d}": partial(cifar_resnet, d) for d in (8, 14, 20, 32, 44, 56, 110)},
+    **{f"resnet{d}": partial(imagenet_resnet, d) for d in IMAGENET_LAYOUTS},
+}
+
+
+@dataclass
+class ResNetConfig:
+    """A ResNet, configured once: the registry name and the options of `ResNet` (see there).
+
+    `shortcut=None` takes the architecture's own: "pad" for the CIFAR ResNets, "projection" for 18/34/50.
+    """
+
+    arch: str = "resnet20"
+    num_classes: int = 10
+    in_channels: int = 1
+    width: float = 1.0
+    placement: Placement | None = None
+    shortcut: Shortcut | None = None
+    residual: bool = True
+    scale: float | str | None = None
+    merge: Merge = "add"
+    drop_path: float = 0.0
+    zero_init_last: bool = False
+
+    def build(self) -> ResNet:
+        if self.arch not in RESNETS:
+            raise ValueError(f"unknown ResNet {self.arch!r}; choose one of {list(RESNETS)}")
+        options = asdict(self)
+        return RESNETS[options.pop("arch")](**options)

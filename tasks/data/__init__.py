@@ -1,5 +1,6 @@
-"""Data shared by the tasks: images (MNIST, Fashion-MNIST, CIFAR-10) from a folder, a download or embedded."""
+"""Data of the tasks: image sets (a folder, a download or embedded), digit strips, digit problems."""
 
-from .images import DATASETS, DataNotFoundError, ImageDataModule, load_dataset
+from .images import ImageDataModule
+from .sources import DATASETS, DataNotFoundError, load_dataset
 
 __all__ = ["DATASETS", "DataNotFoundError", "ImageDataModule", "load_dataset"]

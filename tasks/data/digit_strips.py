@@ -13,7 +13,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .images import ImageDataModule, Source, check_image_sizes, list_images
+from .image_files import check_image_sizes, list_images
+from .images import ImageDataModule
+from .sources import Source
 from .reproducible import make_loader
 
 MEAN, STD = 0.1307, 0.3081  # MNIST pixel statistics

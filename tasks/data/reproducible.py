@@ -7,7 +7,7 @@ how many random numbers were drawn before the epoch began:
 
 - `EpochShuffle` draws its permutation from (seed, epoch), like `DistributedSampler`; Lightning calls
   its `set_epoch` before every epoch.
-- `tasks.common.ReproducibleEpochs` calls `seed_epoch` at the start of each epoch (and of a resumed run),
+- `tasks.callbacks.ReproducibleEpochs` calls `seed_epoch` at the start of each epoch (and of a resumed run),
   which seeds Python, NumPy and torch from (seed, epoch, rank).
 - `seed_worker` seeds each loader worker from that epoch seed and its worker id.
 """

@@ -1,0 +1,101 @@
+"""Checkpoints: `last.ckpt` at every validation, finding it again, and refusing the wrong file in one line."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+
+def last_checkpoint(dirpath: str | Path | None = None) -> ModelCheckpoint:
+    """`last.ckpt`, rewritten at every validation (or epoch end): what `fit --ckpt_path last` resumes.
+
+    Its own callback because since Lightning 2.6 `save_last=True` rewrites last.ckpt only when a top-k
+    checkpoint is saved in the same step, so a run whose metric stopped improving would resume epochs back.
+    """
+    return ModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
+
+
+def find_last_checkpoint(*folders: str | Path) -> Path:
+    """The newest `last*.ckpt` in the given folders or their `version_*/checkpoints` subfolders."""
+    found: list[Path] = []
+    for folder in map(Path, folders):
+        found += [*folder.glob("last*.ckpt"), *folder.glob("version_*/checkpoints/last*.ckpt")]
+    if not found:
+        where = " or ".join(str(Path(f) / "version_*" / "checkpoints") for f in folders)
+        raise FileNotFoundError(
+            f"--ckpt_path last: no last.ckpt under {where}. Train first with `fit`, pass the same "
+            "--trainer.default_root_dir as that run, or pass the path of a .ckpt file."
+        )
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def _load(path: Path, weights_only: bool) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as err:
+        raise ValueError(f"checkpoint {path} cannot be read (truncated or not a checkpoint): {err}") from err
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a Lightning checkpoint: pass a .ckpt that `fit` wrote")
+    return state
+
+
+def check_checkpoint(path: str | Path, model: torch.nn.Module, task: str) -> None:
+    """Refuse a checkpoint that is missing, unreadable, or written for another model, before anything runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist: pass the path of a .ckpt that `fit` wrote")
+    state = _load(path, weights_only=False)
+    if "state_dict" not in state:
+        raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict): pass a .ckpt that `fit` wrote")
+    theirs, ours = state["state_dict"], model.state_dict()
+    missing = [k for k in ours if k not in theirs]
+    if len(missing) == len(ours) or len([k for k in theirs if k not in ours]) == len(theirs):
+        raise ValueError(
+            f"{path} is not a checkpoint of {type(model).__name__} (tasks.{task}): none of its weights match "
+            f"(e.g. it has {next(iter(theirs), 'nothing')!r}). Pass a checkpoint written by "
+            f"`python -m tasks.{task} fit`."
+        )
+    for key, value in ours.items():
+        if key in theirs and theirs[key].shape != value.shape:
+            raise ValueError(
+                f"{path} was trained with other model options: {key} is {tuple(theirs[key].shape)} there and "
+                f"{tuple(value.shape)} here. Pass the config it was trained with (the config.yaml in its run "
+                "folder: --config <run>/config.yaml)."
+            )
+    if missing:
+        raise ValueError(
+            f"{path} lacks {len(missing)} weights of {type(model).__name__} (e.g. {missing[0]!r}): it was trained "
+            "with other model options; pass the config.yaml of its run with --config."
+        )
+
+
+def check_hyperparameters(path: str | Path, model_class: type, task: str, renamed: Mapping[str, str]) -> None:
+    """Refuse a checkpoint that cannot be read or whose hyperparameters `model_class` does not take.
+
+    `renamed` maps option names of earlier versions to what replaced them, so an old checkpoint is named
+    as old, with the new key, instead of as foreign.
+    """
+    hparams = _load(Path(path), weights_only=True).get("hyper_parameters", {})
+    if "_class_path" in hparams:  # subclass mode: the parser checks the class itself
+        return
+    accepted = set(inspect.signature(model_class).parameters)
+    foreign = sorted(k for k in hparams if not k.startswith("_") and k not in accepted)
+    old = [k for k in foreign if k in renamed]
+    if old:
+        raise ValueError(
+            f"{path} was written by an earlier residual-kit: its option `{old[0]}` is now {renamed[old[0]]}. "
+            f"Retrain with `python -m tasks.{task} fit`, or load its weights by hand with the new options."
+        )
+    if foreign:
+        raise ValueError(
+            f"{path} is not a checkpoint of {model_class.__name__} (tasks.{task}): it was saved with "
+            f"{', '.join(foreign[:4])}, which {model_class.__name__} does not take. Pass a checkpoint written by "
+            f"`python -m tasks.{task} fit`."
+        )
+
+
+__all__ = ["check_checkpoint", "check_hyperparameters", "find_last_checkpoint", "last_checkpoint"]

@@ -1,0 +1,241 @@
+"""`TaskCLI`: the LightningCLI every task uses; a task states its defaults as class attributes.
+
+What it adds to LightningCLI: outputs under `--trainer.default_root_dir` (default `runs/`), best and last
+checkpoints, `test` after `fit`, `--ckpt_path last`, a divergence guard and reproducible epochs that can be
+switched off, a user's progress bar in place of ours, and one-line errors for old option names and for
+LightningCLI's `--optimizer` (each task builds its own optimiser from `--model.*`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+import yaml
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import CSVLogger
+
+from tasks.callbacks import DivergenceError, DivergenceGuard, ReproducibleEpochs
+from tasks.checkpoints import check_checkpoint, check_hyperparameters, find_last_checkpoint, last_checkpoint
+
+
+class _DropTip(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg)
+
+
+def quiet_lightning() -> None:
+    """Silence what a user cannot act on: Lightning's litlogger tip and its internal LeafSpec deprecation."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropTip())
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+
+
+class TaskCLI(LightningCLI):
+    """LightningCLI of one task. Subclasses set the class attributes; `cli_main` is `return XCLI(args)`.
+
+    Attributes:
+        task: the module name (`python -m tasks.<task>`), and the log folder under the root dir.
+        model_class, datamodule_class: the LightningModule and LightningDataModule.
+        max_epochs, trainer_overrides: trainer defaults beyond auto accelerator and `runs/` as root dir.
+        monitor, mode, checkpoint_filename: what the best checkpoint is chosen by.
+        links: (data argument, model argument) pairs, applied when both are built.
+        writer: the prediction writer, configured as `--predictions.*`.
+        renamed: option names of earlier versions (under `model.`) and what to write instead.
+        divergence_hint: the task's own remedy, added to the divergence guard's message.
+        ddp_find_unused: `--trainer.strategy=ddp` means DDP that allows unused parameters.
+    """
+
+    task: ClassVar[str]
+    model_class: ClassVar[type[pl.LightningModule]]
+    datamodule_class: ClassVar[type[pl.LightningDataModule]]
+    max_epochs: ClassVar[int] = 10
+    trainer_overrides: ClassVar[dict[str, Any]] = {}
+    monitor: ClassVar[str] = "val/loss"
+    mode: ClassVar[str] = "min"
+    checkpoint_filename: ClassVar[str] = "best-epoch{epoch:02d}"
+    links: ClassVar[tuple[tuple[str, str], ...]] = ()
+    writer: ClassVar[type[Callback] | None] = None
+    renamed: ClassVar[dict[str, str]] = {}
+    divergence_hint: ClassVar[str] = ""
+    ddp_find_unused: ClassVar[bool] = False
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        quiet_lightning()
+        super().__init__(
+            type(self).model_class,
+            type(self).datamodule_class,
+            trainer_defaults={
+                "accelerator": "auto",
+                "max_epochs": self.max_epochs,
+                "default_root_dir": "runs",
+                "logger": True,
+                **self.trainer_overrides,
+            },
+            seed_everything_default=42,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": self.monitor,
+                "checkpoint.mode": self.mode,
+                "checkpoint.save_last": False,  # last.ckpt comes from `last_checkpoint`, see there
+                "checkpoint.filename": self.checkpoint_filename,
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_argument("--test_after_fit", type=bool, default=True, help="test the best checkpoint after fit")
+        parser.add_argument(
+            "--divergence_guard", type=bool, default=True, help="stop at the first non-finite loss or gradient"
+        )
+        parser.add_argument(
+            "--reproducible_epochs", type=bool, default=True, help="seed each epoch from (seed, epoch, rank)"
+        )
+        for source, target in self.links:
+            parser.link_arguments(source, target, apply_on="instantiate")
+        if self.writer is not None:
+            parser.add_lightning_class_args(self.writer, "predictions")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        check_old_options(sys.argv[1:] if args is None else args, self.renamed, self.task)
+        super().parse_arguments(parser, args)
+        # LightningCLI reads a checkpoint's hyperparameters into the config next; a checkpoint that is
+        # unreadable or of another task must fail here with one line, not a traceback or a parser error
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and Path(path).is_file():
+            check_hyperparameters(path, self.model_class, self.task, self.renamed)
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        chosen = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        if config.get("enable_checkpointing") is False:
+            chosen = [c for c in chosen if not isinstance(c, ModelCheckpoint)]
+        if config.get("logger") is True:
+            config["logger"] = CSVLogger(save_dir=config["default_root_dir"], name=self.task)
+        if self.ddp_find_unused and config.get("strategy") == "ddp":
+            config["strategy"] = "ddp_find_unused_parameters_true"
+        return self._instantiate_trainer(config, chosen + self._default_callbacks(config, chosen))
+
+    def _default_callbacks(self, config: dict[str, Any], chosen: list[Callback]) -> list[Callback]:
+        """Ours, less what the user switched off or replaced (`--trainer.callbacks+=TQDMProgressBar`)."""
+        given = [*(config.get("callbacks") or []), *chosen]
+        settings = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        ours: list[Callback] = []
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in given):
+            ours.append(RichProgressBar(leave=True))
+        if config.get("logger") is not False:
+            ours.append(LearningRateMonitor(logging_interval="epoch"))
+        if settings.get("divergence_guard", True):
+            ours.append(DivergenceGuard(hint=self.divergence_hint))
+        if settings.get("reproducible_epochs", True):
+            ours.append(ReproducibleEpochs())
+        if config.get("enable_checkpointing") is not False:
+            best = next((c for c in chosen if isinstance(c, ModelCheckpoint)), None)
+            ours.append(last_checkpoint(best.dirpath if best else None))
+        return ours
+
+    def _check_ckpt_path(self) -> None:
+        """`--ckpt_path last` finds the newest last.ckpt of this task (Lightning would look only in the new
+        run's empty version folder and silently start afresh); any path is checked before anything runs."""
+        config = self.config_init[self.subcommand]
+        path = config.get("ckpt_path")
+        if path in (None, "best", "hpc", "registry"):
+            return
+        if path == "last":
+            folders = [d for d in (getattr(self.trainer.checkpoint_callback, "dirpath", None),) if d]
+            logger = self.trainer.logger
+            if logger is not None and logger.save_dir is not None:
+                folders.append(Path(logger.save_dir) / (logger.name or ""))
+            path = find_last_checkpoint(*(folders or [Path(self.trainer.default_root_dir) / self.task]))
+            config["ckpt_path"] = str(path)
+            print(f"resuming from {path}", file=sys.stderr)
+        check_checkpoint(path, self.model, self.task)
+
+    def before_fit(self) -> None:
+        self._check_ckpt_path()
+
+    def before_validate(self) -> None:
+        self._check_ckpt_path()
+
+    def before_test(self) -> None:
+        self._check_ckpt_path()
+
+    def before_predict(self) -> None:
+        self._check_ckpt_path()
+
+    def after_fit(self) -> None:
+        if not self.config[self.subcommand].get("test_after_fit", False) or self.trainer.interrupted:
+            return
+        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
+
+
+def check_old_options(args: list[str], renamed: dict[str, str], task: str) -> None:
+    """Refuse, in one line, LightningCLI's `--optimizer` and option names of earlier versions.
+
+    Looks at the command line and at every `--config` file it names (its `model:` section, or that of
+    the subcommand), before the parser would answer with a long usage text.
+    """
+    for arg in args:
+        key = arg.split("=", 1)[0]
+        if key.startswith(("--optimizer", "--lr_scheduler")):
+            raise ValueError(
+                f"{key} is not an option of residual-kit tasks: each task builds its optimiser and schedule from "
+                f"its own options (see `python -m tasks.{task} fit --help`, under --model)."
+            )
+        if key.startswith("--model.") and key.removeprefix("--model.") in renamed:
+            old = key.removeprefix("--model.")
+            raise ValueError(f"--model.{old} was renamed: use {renamed[old]}")
+    for path in _config_files(args):
+        try:
+            content = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError):
+            continue  # the parser reports unreadable configs itself
+        if not isinstance(content, dict):
+            continue
+        sections = [content, *(v for v in content.values() if isinstance(v, dict))]
+        for section in sections:
+            model = section.get("model")
+            for old in (model or {}) if isinstance(model, dict) else ():
+                if old in renamed:
+                    raise ValueError(f"{path}: model.{old} was renamed: use {renamed[old]}")
+
+
+def _config_files(args: list[str]) -> list[str]:
+    files = []
+    for i, arg in enumerate(args):
+        if arg in ("--config", "-c") and i + 1 < len(args):
+            files.append(args[i + 1])
+        elif arg.startswith("--config="):
+            files.append(arg.split("=", 1)[1])
+    return files
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (DivergenceError, FileNotFoundError, ValueError, TypeError)
+
+
+def run(cli_main: Callable[..., Any]) -> None:
+    """Entry point of `python -m tasks.<name>`: a user error prints one line naming it and exits with 1."""
+    try:
+        cli_main()
+    except USER_ERRORS as err:
+        if os.environ.get("RESIDUAL_KIT_TRACEBACK"):
+            raise
+        print(f"error: {err}\n(set RESIDUAL_KIT_TRACEBACK=1 for the full traceback)", file=sys.stderr)
+        sys.exit(1)
+
+
+__all__ = ["TaskCLI", "check_old_options", "quiet_lightning", "run"]

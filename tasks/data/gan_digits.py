@@ -1,0 +1,70 @@
+"""Data of `tasks.gan`: real MNIST digits to train on and to compare against, and seeded noise for `predict`."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from .images import ImageDataModule
+from .sources import Source
+
+
+class GANDataModule(pl.LightningDataModule):
+    """MNIST digits (no augmentation) for training and evaluation; seeded noise (and labels) for `predict`.
+
+    Args:
+        source: "auto", "folder", "download" or "embedded".
+        root: folder that holds (or will hold) MNIST.
+        batch_size: digits per batch; 16, as more and smaller steps beat fewer large ones at equal time.
+        num_samples: digits that `predict` generates (0, 1, ..., 9, 0, ... when conditional).
+        labels: the digits `predict` draws, e.g. [3, 3, 7] (conditional GANs only); overrides num_samples.
+        predict_seed: seed of the noise that `predict` uses.
+    """
+
+    def __init__(
+        self,
+        source: Source = "auto",
+        root: str = "data",
+        batch_size: int = 16,
+        num_samples: int = 64,
+        labels: list[int] | None = None,
+        predict_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if labels is not None and not all(0 <= y <= 9 for y in labels):
+            raise ValueError(f"labels={labels}: each label is a digit from 0 to 9")
+        self.save_hyperparameters()
+        self._digits: ImageDataModule | None = None
+
+    @property
+    def digits(self) -> ImageDataModule:
+        # built here, not in __init__: Lightning's save_hyperparameters would read this __init__'s arguments
+        if self._digits is None:
+            h = self.hparams
+            self._digits = ImageDataModule("mnist", h.source, h.root, h.batch_size, augment=False)
+        return self._digits
+
+    def prepare_data(self) -> None:
+        self.digits.prepare_data()
+
+    def setup(self, stage: str) -> None:
+        if stage != "predict":
+            self.digits.setup(stage)
+
+    def train_dataloader(self) -> DataLoader:
+        return self.digits.train_dataloader()
+
+    def val_dataloader(self) -> DataLoader:
+        return self.digits.val_dataloader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self.digits.test_dataloader()
+
+    def predict_dataloader(self) -> DataLoader:
+        h, gan = self.hparams, self.trainer.lightning_module
+        if h.labels is not None and not gan.num_classes:
+            raise ValueError("--data.labels needs a class-conditional GAN; this checkpoint is unconditional")
+        y = torch.tensor(h.labels) if h.labels is not None else torch.arange(h.num_samples) % 10
+        z = torch.randn(len(y), gan.generator.z_dim, generator=torch.Generator().manual_seed(h.predict_seed))
+        return DataLoader(TensorDataset(z, y), batch_size=h.batch_size)

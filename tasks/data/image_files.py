@@ -1,0 +1,77 @@
+"""Image files that `predict` reads: listed from paths or folders, every header checked before any compute."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+class ImageFiles(Dataset):
+    """Image files for `predict`: each must have the model's size; colour mode is converted."""
+
+    def __init__(self, paths: list[Path], channels: int, size: int, transform: v2.Transform) -> None:
+        self.paths, self.channels, self.size, self.transform = paths, channels, size, transform
+        check_image_sizes(paths, lambda w, h: (w, h) == (size, size), f"the model reads {size}x{size} images",
+                          f"resize them first (e.g. PIL: Image.open(p).resize(({size}, {size})))")  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.paths[i]
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if self.channels == 1 else "RGB")
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"{path} is not a readable image ({err})") from err
+        if img.size != (self.size, self.size):
+            raise ValueError(
+                f"{path} is {img.size[0]}x{img.size[1]} but the model reads {self.size}x{self.size} images: "
+                f"resize it first (e.g. PIL: Image.open(p).resize(({self.size}, {self.size})))"
+            )
+        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
+        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
+        return self.transform(x), i
+
+
+def check_image_sizes(paths: Sequence[Path], ok: Callable[[int, int], bool], need: str, fix: str) -> None:
+    """Read every image's header before `predict` starts and name all that are unreadable or of the wrong size."""
+    from PIL import Image, UnidentifiedImageError
+
+    bad: list[str] = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"{path} is not a readable image ({err})") from err
+        if not ok(w, h):
+            bad.append(f"{path} is {w}x{h}")
+    if bad:
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise ValueError(f"{'; '.join(bad[:3])}{more} but {need}: {fix}")
+
+
+def list_images(spec: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Image paths from a folder, a file, or a list of files (sorted, so the CSV order is stable)."""
+    items = [spec] if isinstance(spec, (str, Path)) else list(spec)
+    paths: list[Path] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"predict path {item} does not exist: pass image files or a folder of them")
+    if not paths:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {items}")
+    return paths

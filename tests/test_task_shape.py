@@ -1,0 +1,141 @@
+"""One shape for every task: outputs where the user points, our defaults replaceable, old names named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pytorch_lightning.callbacks import ModelSummary, RichProgressBar, TQDMProgressBar
+
+from tasks.callbacks import DivergenceGuard, ReproducibleEpochs
+from tasks.data import sources
+from tasks.resnet import cli_main as resnet_main
+from tasks.transformer import cli_main as transformer_main
+
+ROOT = Path(__file__).parents[1]
+TINY = ["--data.source=embedded", "--model.net.arch=resnet8", "--data.batch_size=32"]
+SHORT = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+         "--trainer.limit_test_batches=1", "--trainer.log_every_n_steps=1"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path / ".")
+
+
+def files_under(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def test_fit_test_and_predict_write_only_under_default_root_dir(tmp_path):
+    (tmp_path / "cwd").mkdir()
+    out = tmp_path / "elsewhere"
+    import os
+
+    os.chdir(tmp_path / "cwd")
+    resnet_main(["fit", *TINY, *SHORT, f"--trainer.default_root_dir={out}"])
+    run = out / "resnet" / "version_0"
+    assert {"config.yaml", "metrics.csv", "confusion_matrix.png", "checkpoints/last.ckpt"} <= files_under(run)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    digit = tmp_path / "digit.png"
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(digit)
+    resnet_main(["test", *TINY, "--trainer.limit_test_batches=1", f"--trainer.default_root_dir={out}",
+                 f"--ckpt_path={ckpt}"])  # fmt: skip
+    resnet_main(["predict", *TINY, f"--trainer.default_root_dir={out}", f"--ckpt_path={ckpt}",
+                 f"--data.predict_path={digit}"])  # fmt: skip
+    assert files_under(tmp_path / "cwd") == set()  # no runs/, no data/, no predictions.csv here
+    versions = sorted(p.name for p in (out / "resnet").iterdir())
+    assert versions == ["version_0", "version_1", "version_2"]
+    assert (out / "resnet" / "version_2" / "predictions.csv").read_text().startswith("path,label")
+    assert all(any(v.iterdir()) for v in (out / "resnet").iterdir())  # no empty folders
+
+
+def test_an_offline_fit_leaves_no_empty_data_folder(tmp_path, monkeypatch):
+    """A failed download must not leave the data root behind (the user asked for nothing there)."""
+
+    def offline(*args, **kwargs):
+        raise OSError("offline (test)")
+
+    monkeypatch.setattr("torchvision.datasets.MNIST", offline)
+    with pytest.raises(sources.DataNotFoundError):
+        sources.load_dataset("fashion_mnist", "download", tmp_path / "data" / "deep")
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_users_progress_bar_replaces_ours():
+    cli = resnet_main(["fit", *TINY, "--trainer.fast_dev_run=true", "--trainer.callbacks+=TQDMProgressBar"])
+    bars = [c for c in cli.trainer.callbacks if isinstance(c, (RichProgressBar, TQDMProgressBar))]
+    assert [type(b) for b in bars] == [TQDMProgressBar]
+
+
+def test_a_users_callback_keeps_our_defaults():
+    cli = resnet_main(["fit", *TINY, "--trainer.fast_dev_run=true", "--trainer.callbacks+=ModelSummary"])
+    kinds = {type(c) for c in cli.trainer.callbacks}
+    assert {ModelSummary, RichProgressBar, DivergenceGuard, ReproducibleEpochs} <= kinds
+
+
+def test_the_guards_switch_off():
+    cli = resnet_main(["fit", *TINY, "--trainer.fast_dev_run=true", "--divergence_guard=false",
+                       "--reproducible_epochs=false"])  # fmt: skip
+    assert not any(isinstance(c, (DivergenceGuard, ReproducibleEpochs)) for c in cli.trainer.callbacks)
+
+
+@pytest.mark.parametrize("arg", ["--optimizer=AdamW", "--lr_scheduler=StepLR"])
+def test_lightning_optimizer_switch_is_refused_in_one_line(arg):
+    with pytest.raises(ValueError, match=r"not an option of residual-kit tasks.*--model"):
+        resnet_main(["fit", arg])
+
+
+@pytest.mark.parametrize(
+    ("main", "old", "new"),
+    [
+        (resnet_main, "--model.preact=true", "--model.net.placement=pre"),
+        (resnet_main, "--model.plain=true", "--model.net.residual=false"),
+        (resnet_main, "--model.arch=resnet56", "--model.net.arch"),
+        (transformer_main, "--model.placement=rezero", "--model.net.scale=rezero"),
+    ],
+)
+def test_old_option_names_say_the_new_one(main, old, new):
+    with pytest.raises(ValueError, match="renamed") as err:
+        main(["fit", old])
+    assert new in str(err.value)
+
+
+def test_old_keys_in_a_config_file_say_the_new_one(tmp_path):
+    config = tmp_path / "old.yaml"
+    config.write_text("model:\n  arch: resnet56\n  plain: true\n")
+    with pytest.raises(ValueError, match=r"old.yaml: model.arch was renamed: use --model.net.arch"):
+        resnet_main(["fit", f"--config={config}"])
+
+
+def test_an_old_checkpoint_names_the_new_key(tmp_path):
+    import torch
+
+    old = tmp_path / "old.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"arch": "resnet20", "preact": True}}, old)
+    with pytest.raises(ValueError, match=r"earlier residual-kit: its option `arch` is now --model.net.arch"):
+        resnet_main(["test", f"--ckpt_path={old}"])
+
+
+def test_old_option_from_the_shell_is_one_line():
+    done = subprocess.run([sys.executable, "-m", "tasks.resnet", "fit", "--model.preact=true"], capture_output=True,
+                          text=True, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: --model.preact was renamed: use --model.net.placement=pre")
+    assert "Traceback" not in done.stderr
+
+
+def test_no_warning_a_user_cannot_act_on(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "tasks.resnet", "fit", *TINY, "--trainer.fast_dev_run=true",
+         f"--trainer.default_root_dir={tmp_path}"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    for noise in ("litlogger", "LeafSpec", "UserWarning"):
+        assert noise not in done.stdout + done.stderr
+    assert "embedded 5k subset" in done.stdout + done.stderr  # the notice itself stays
