@@ -156,12 +156,17 @@ class GradientFlowMonitor(pl.Callback):
         if self._active:
             self.recorder.__enter__()
 
-    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        # Lightning has unscaled the parameter gradients here under mixed precision; the input gradients
+        # were caught during backward, still multiplied by the GradScaler's scale, so divide it out
         if not self._active:
             return
         self.recorder.__exit__()
         self._active = False
         record = {"step": trainer.global_step, **self.recorder.collect()}
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        if scaler is not None:
+            record["input_grad"] = [g / scaler.get_scale() for g in record["input_grad"]]
         self.history.append(record)
         if trainer.logger is not None and trainer.is_global_zero:
             metrics = {

@@ -19,36 +19,97 @@ class DivergenceError(RuntimeError):
 class DivergenceGuard(Callback):
     """Stop a run at the first non-finite loss or gradient, naming the step, the last finite loss and the fix.
 
-    It raises instead of setting `should_stop`, so no checkpoint of the broken weights is written: the
-    last good `last.ckpt` (and the best one) stay as they were.
+    Gradients are read in `on_before_optimizer_step`, where Lightning has already unscaled them under
+    mixed precision. A GradScaler skips a step whose scaled gradients overflow, lowers its scale and goes
+    on: such steps are not a divergence unless more than `skipped_steps` come in a row. Without a
+    scaler, the first non-finite gradient stops the run. A non-finite loss always does.
+
+    The checks run on the device and are read every `every_n_steps` steps (one host sync per read) and
+    before every checkpoint, so a diverged run never saves its broken weights: the last good
+    `last.ckpt` and best checkpoint stay as they were. The error names the step where it happened.
 
     Args:
-        check_gradients: also check the gradient norm after each backward (one reduction per step).
-        hint: the task's own remedies, added to the message (e.g. "pre-norm (--model.net.placement=pre)").
+        check_gradients: check the unscaled gradients before each optimiser step.
+        hint: the task's own remedy, added to the message (e.g. "pre-norm (--model.net.placement=pre)").
+        skipped_steps: overflowed steps in a row a GradScaler may skip before the run counts as diverged.
+        every_n_steps: how often the device-side record is read; None: every step on a CPU, every 16 on
+            an accelerator.
     """
 
-    def __init__(self, check_gradients: bool = True, hint: str = "") -> None:
-        self.check_gradients, self.hint = check_gradients, hint
-        self.last_finite: float | None = None
+    def __init__(
+        self, check_gradients: bool = True, hint: str = "", skipped_steps: int = 8, every_n_steps: int | None = None
+    ) -> None:
+        self.check_gradients, self.hint, self.skipped_steps = check_gradients, hint, skipped_steps
+        self.every_n_steps = every_n_steps
+        self._streak: torch.Tensor | None = None  # non-finite gradient steps in a row
+        self._failed_at: torch.Tensor | None = None  # (step, kind): kind 1 gradient, 2 loss; step -1: none
+        self._last_finite: torch.Tensor | None = None
 
-    def _fail(self, trainer: pl.Trainer, what: str) -> None:
-        last = f"{self.last_finite:.4g}" if self.last_finite is not None else "none yet"
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        device = pl_module.device
+        self._streak = torch.zeros((), dtype=torch.long, device=device)
+        self._failed_at = torch.tensor([-1, 0], device=device)
+        self._last_finite = torch.tensor(math.nan, device=device)
+        if self.every_n_steps is None:
+            self.every_n_steps = 1 if device.type == "cpu" else 16
+
+    def _allowed(self, trainer: pl.Trainer) -> int:
+        return self.skipped_steps if getattr(trainer.precision_plugin, "scaler", None) is not None else 0
+
+    def _record(self, trainer: pl.Trainer, bad: torch.Tensor, kind: int) -> None:
+        first = (self._failed_at[0] < 0) & bad
+        here = torch.tensor([trainer.global_step, kind], device=bad.device)
+        self._failed_at = torch.where(first, here, self._failed_at)
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        if not self.check_gradients or self._streak is None:
+            return
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not grads:
+            return
+        finite = torch.stack([g.detach().float().norm() for g in grads]).isfinite().all()
+        self._streak = (self._streak + 1) * (~finite)
+        self._record(trainer, self._streak > self._allowed(trainer), kind=1)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, i: int) -> None:
+        if self._streak is None:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        values = [loss] if isinstance(loss, torch.Tensor) else []
+        if not values:  # manual optimisation returns nothing: read the logged training losses
+            values = [v for k, v in trainer.callback_metrics.items() if k.startswith("train/") and "loss" in k]
+        for value in values:
+            value = value.detach().float().to(self._last_finite.device).reshape(())
+            finite = value.isfinite()
+            self._record(trainer, ~finite, kind=2)
+            self._last_finite = torch.where(finite, value, self._last_finite)
+        if (trainer.global_step % self.every_n_steps) == 0 or self.every_n_steps == 1:
+            self.check(trainer)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: Any) -> None:
+        self.check(trainer)  # raising here writes nothing: the broken weights never reach a file
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.check(trainer)
+
+    def check(self, trainer: pl.Trainer) -> None:
+        """Read the device-side record (one sync) and raise `DivergenceError` if the run diverged."""
+        if self._failed_at is None:
+            return
+        step, kind = self._failed_at.tolist()
+        if step < 0:
+            return
+        last = self._last_finite.item()
+        what = "non-finite gradient" if kind == 1 else "non-finite loss"
+        if kind == 1 and self._allowed(trainer):
+            what += f" in more than {self._allowed(trainer)} steps in a row (more than GradScaler skips)"
         fixes = "a lower learning rate, a warm-up, gradient clipping (--trainer.gradient_clip_val=1.0)"
         raise DivergenceError(
-            f"{what} at step {trainer.global_step} (epoch {trainer.current_epoch}); last finite loss: {last}. "
-            f"Likely fixes: {fixes}{' or ' + self.hint if self.hint else ''}. Checkpoints of earlier steps are "
-            "untouched; resume from one with --ckpt_path."
+            f"{what} at step {step} (epoch {trainer.current_epoch}); last finite loss: "
+            f"{'none yet' if math.isnan(last) else f'{last:.4g}'}. Likely fixes: {fixes}"
+            f"{' or ' + self.hint if self.hint else ''}. Checkpoints of earlier steps are untouched; resume "
+            "from one with --ckpt_path."
         )
-
-    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.check_gradients:
-            return
-        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        if grads and not torch.isfinite(torch.stack([g.detach().float().norm() for g in grads]).sum()):
-            self._fail(trainer, "non-finite gradient")
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, i: int) -> None:
-        check_finite_batch(batch, f"training batch {i} of epoch {trainer.current_epoch}")
 
     def on_validation_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, i: int, j: int = 0) -> None:
         check_finite_batch(batch, f"validation batch {i}")
@@ -56,16 +117,8 @@ class DivergenceGuard(Callback):
     def on_test_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, i: int, j: int = 0) -> None:
         check_finite_batch(batch, f"test batch {i}")
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, i: int) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        values = [loss] if isinstance(loss, torch.Tensor) else []
-        if not values:  # manual optimisation returns nothing: read the logged training losses
-            values = [v for k, v in trainer.callback_metrics.items() if k.startswith("train/") and "loss" in k]
-        for value in values:
-            value = float(value)
-            if not math.isfinite(value):
-                self._fail(trainer, f"non-finite loss ({value})")
-            self.last_finite = value
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, i: int) -> None:
+        check_finite_batch(batch, f"training batch {i} of epoch {trainer.current_epoch}")
 
 
 def check_finite_batch(batch: Any, where: str) -> None:

@@ -180,7 +180,7 @@ class TaskCLI(LightningCLI):
         if not self.config[self.subcommand].get("test_after_fit", False) or self.trainer.interrupted:
             return
         best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
 
 
 def check_old_options(args: list[str], renamed: dict[str, str], task: str) -> None:

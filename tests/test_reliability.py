@@ -94,6 +94,50 @@ class Linear(pl.LightningModule):
         return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.data), batch_size=4)
 
 
+class Overflows(Blows):
+    """Scaled fp16 gradients overflow (inf) on the chosen steps, as a GradScaler sees in normal training."""
+
+    def __init__(self, overflow_at: set[int]) -> None:
+        super().__init__(nan_at=-1)
+        self.overflow_at = overflow_at
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return loss.float() * 1e30 if self.global_step in self.overflow_at else loss  # scaled x 65536: inf in fp16
+
+
+def fp16_trainer(**kwargs) -> pl.Trainer:
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16, growth_interval=1000)
+    plugin = pl.plugins.MixedPrecision("16-mixed", "cpu", scaler=scaler)
+    return pl.Trainer(accelerator="cpu", plugins=[plugin], logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, **kwargs)  # fmt: skip
+
+
+def test_a_skipped_gradscaler_step_is_not_a_divergence():
+    """fp16 with a GradScaler: an overflowed step is skipped (scale halved) and training goes on to the end."""
+    model = Overflows({3})
+    trainer = fp16_trainer(max_steps=8, callbacks=[DivergenceGuard()])
+    trainer.fit(model)
+    assert trainer.global_step == 8 and all(torch.isfinite(p).all() for p in model.parameters())
+    assert trainer.precision_plugin.scaler.get_scale() < 2.0**16  # the scaler did skip a step
+
+
+def test_gradscaler_overflow_that_never_ends_is_a_divergence_named_by_step():
+    trainer = fp16_trainer(max_steps=30, callbacks=[DivergenceGuard(skipped_steps=4)])
+    with pytest.raises(DivergenceError, match=r"non-finite gradient in more than 4 steps in a row .* at step 6"):
+        trainer.fit(Overflows(set(range(2, 30))))
+
+
+def test_guard_read_every_n_steps_still_names_the_step_and_saves_nothing_broken(tmp_path):
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True, every_n_train_steps=1)
+    trainer = pl.Trainer(max_steps=20, callbacks=[DivergenceGuard(every_n_steps=8), ckpt], logger=False,
+                         accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    with pytest.raises(DivergenceError, match=r"non-finite gradient at step 5 "):
+        trainer.fit(Blows(nan_at=5, where="gradient"))
+    state = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values())
+
+
 def test_non_finite_input_batch_is_refused_before_it_reaches_the_weights():
     data = torch.randn(16, 2)
     data[9, 1] = float("nan")  # in the third batch

@@ -7,16 +7,16 @@ folder or download has it): train strips use train digits only, test strips test
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .image_files import check_image_sizes, list_images
+from .image_files import check_image_sizes, list_images, open_image
 from .images import ImageDataModule
+from .reproducible import SplitDataModule
 from .sources import Source
-from .reproducible import make_loader
 
 MEAN, STD = 0.1307, 0.3081  # MNIST pixel statistics
 
@@ -105,14 +105,8 @@ class StripFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image, UnidentifiedImageError
-
         path = self.paths[i]
-        try:
-            with Image.open(path) as img:
-                img = img.convert("L")
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"{path} is not a readable image ({err})") from err
+        img = open_image(path, "L")
         w, h = img.size
         if h != 28 or w > self.width:
             raise ValueError(
@@ -129,7 +123,7 @@ def collate(batch: list[tuple[torch.Tensor, torch.Tensor, int]]) -> tuple[torch.
     return torch.stack(images), torch.stack(labels), torch.tensor(lengths)
 
 
-class DigitStripDataModule(pl.LightningDataModule):
+class DigitStripDataModule(SplitDataModule):
     """Strips of 1 to `max_digits` handwritten digits for sequence reading (CTC).
 
     Args:
@@ -189,17 +183,8 @@ class DigitStripDataModule(pl.LightningDataModule):
         }
         self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return make_loader(dataset, self.hparams.batch_size, shuffle, self.hparams.seed, collate_fn=collate)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+    def loader_options(self, train: bool) -> dict[str, Any]:
+        return {"collate_fn": collate}
 
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(StripFiles(self.predict_paths, self.width), batch_size=self.hparams.batch_size)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .reproducible import make_loader
+from .reproducible import SplitDataModule
 
 Task = Literal["add", "sort", "reverse"]
 
@@ -143,7 +142,7 @@ class ProblemSet(Dataset):
         return x, y
 
 
-class DigitTaskDataModule(pl.LightningDataModule):
+class DigitTaskDataModule(SplitDataModule):
     """Seeded, disjoint train/val/test problems for one digit task.
 
     Args:
@@ -204,17 +203,8 @@ class DigitTaskDataModule(pl.LightningDataModule):
         self.val_set = ProblemSet(self.task, val, self.tokenizer)
         self.test_set = ProblemSet(self.task, test, self.tokenizer)
 
-    def _loader(self, data: Dataset, shuffle: bool) -> DataLoader:
-        return make_loader(data, self.hparams.batch_size, shuffle, self.hparams.seed, drop_last=shuffle)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+    def loader_options(self, train: bool) -> dict[str, Any]:
+        return {"drop_last": train}
 
     def predict_dataloader(self) -> DataLoader:
         problems = [self.task.parse_prompt(p) for p in self.predict_prompts]

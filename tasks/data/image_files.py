@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,14 +26,8 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image, UnidentifiedImageError
-
         path = self.paths[i]
-        try:
-            with Image.open(path) as img:
-                img = img.convert("L" if self.channels == 1 else "RGB")
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"{path} is not a readable image ({err})") from err
+        img = open_image(path, "L" if self.channels == 1 else "RGB")
         if img.size != (self.size, self.size):
             raise ValueError(
                 f"{path} is {img.size[0]}x{img.size[1]} but the model reads {self.size}x{self.size} images: "
@@ -41,6 +36,17 @@ class ImageFiles(Dataset):
         x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
         x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
         return self.transform(x), i
+
+
+def open_image(path: Path, mode: str) -> Any:
+    """A PIL image in `mode` ("L", "RGB"), or a ValueError that names the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.convert(mode)
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"{path} is not a readable image ({err})") from err
 
 
 def check_image_sizes(paths: Sequence[Path], ok: Callable[[int, int], bool], need: str, fix: str) -> None:

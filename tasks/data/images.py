@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .image_files import ImageFiles, list_images
-from .reproducible import make_loader
+from .reproducible import SplitDataModule
 from .sources import DATASETS, Source, load_dataset
 
 
@@ -49,7 +48,7 @@ class TensorImages(Dataset):
         return self.transform(self.images[i]), self.labels[i]
 
 
-class ImageDataModule(pl.LightningDataModule):
+class ImageDataModule(SplitDataModule):
     """MNIST, Fashion-MNIST or CIFAR-10 with a seeded train/val/test split.
 
     Full data sets keep their official test set and hold out `val_fraction` of train for validation.
@@ -150,17 +149,8 @@ class ImageDataModule(pl.LightningDataModule):
         self.val_set = TensorImages(*val, self.transforms(train=False))
         self.test_set = TensorImages(*test, self.transforms(train=False))
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return make_loader(dataset, self.hparams.batch_size, shuffle, self.hparams.seed, self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+    def loader_options(self, train: bool) -> dict[str, Any]:
+        return {"num_workers": self.num_workers}
 
     def predict_dataloader(self) -> DataLoader:
         files = ImageFiles(self.predict_paths, self.in_channels, self.image_size, self.transforms(train=False))

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -96,3 +97,31 @@ def make_loader(
         persistent_workers=False,  # workers are re-forked, and so re-seeded, every epoch
         generator=torch.Generator().manual_seed(seed),  # the iterator's base seed: not from the global RNG
     )
+
+
+class SplitDataModule(pl.LightningDataModule):
+    """A data module whose `setup` makes `train_set`, `val_set` and `test_set`: one `make_loader` each.
+
+    Subclasses with other loader settings (a collate function, workers, dropping the last partial
+    training batch) override `loader_options`; `self.hparams` must hold `batch_size` and `seed`.
+    """
+
+    train_set: Dataset
+    val_set: Dataset
+    test_set: Dataset
+
+    def loader_options(self, train: bool) -> dict[str, Any]:
+        return {}
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        h = self.hparams
+        return make_loader(dataset, h.batch_size, shuffle, h.seed, **self.loader_options(shuffle))
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
