@@ -9,6 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+PARTIAL = ".partial"  # the suffix of a file being written; one left behind is from a killed process
+
+
 @contextmanager
 def atomic_write(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed.
@@ -17,7 +20,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL)
     os.close(fd)
     tmp = Path(name)
     mask = os.umask(0)
@@ -30,4 +33,4 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-__all__ = ["atomic_write"]
+__all__ = ["PARTIAL", "atomic_write"]

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from tasks.data.reproducible import seed_epoch
+from tasks.data.reproducible import ResumableLoader, seed_batch, seed_epoch
 
 
 class DivergenceError(RuntimeError):
@@ -135,35 +135,70 @@ def check_finite_batch(batch: Any, where: str) -> None:
 
 
 class ReproducibleEpochs(Callback):
-    """Seed every RNG at the start of each epoch from (seed, epoch, rank) (see `tasks.data.reproducible`).
+    """Seed the RNGs from (seed, epoch, rank) at each epoch and from (seed, epoch, batch, rank) at each step.
 
-    A run resumed from an end-of-epoch checkpoint then replays exactly the epochs a straight run would:
-    the same shuffle, augmentation, noise and dropout. The checkpoint carries which epoch comes next; a
-    resumed run seeds at `on_fit_start`, because Lightning builds the first data iterator of a run (and
-    forks its workers) before `on_train_epoch_start`.
+    With `EpochShuffle`, per-sample seeded transforms and `ResumableLoader` (see `tasks.data.reproducible`),
+    a run resumed from any checkpoint, mid-epoch included, replays exactly what a straight run would have
+    done. The checkpoint carries the epoch a resumed run starts in; it seeds that epoch at `on_fit_start`,
+    because Lightning builds the first data iterator of a run (and forks its workers) before
+    `on_train_epoch_start`.
     """
 
     def __init__(self) -> None:
-        self.next_epoch = 0  # the epoch the next `on_train_epoch_start` begins
+        self.next_epoch = 0  # the epoch a run started from this state trains first
+        self.batches_done = 0  # of that epoch, when the state was saved in its middle
         self._seeded: int | None = None
+        self._trainer: pl.Trainer | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer
 
     def state_dict(self) -> dict[str, Any]:
-        return {"next_epoch": self.next_epoch}
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == "fit":
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+            finished = done >= trainer.num_training_batches  # saved at the epoch's end: resume in the next one
+            self.next_epoch = trainer.current_epoch + (1 if finished else 0)
+            self.batches_done = 0 if finished else done
+        return {"next_epoch": self.next_epoch, "batches_done": self.batches_done}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.next_epoch = state_dict["next_epoch"]
+        self.next_epoch, self.batches_done = state_dict["next_epoch"], state_dict.get("batches_done", 0)
 
-    def _seed(self, trainer: pl.Trainer) -> None:
-        seed_epoch(self.next_epoch, trainer.global_rank)
-        self._seeded = self.next_epoch
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning restores a stateful loader only if the loader was not set up before the checkpoint was
+        # read, and `estimated_stepping_batches` (every task's schedule) sets it up earlier: so tell the
+        # loader here, before its first batch, where the killed run stopped.
+        if self.batches_done:
+            for loader in _leaves(trainer.train_dataloader):
+                if isinstance(loader, ResumableLoader):
+                    loader.load_state_dict({"epoch": self.next_epoch, "batches": self.batches_done})
+            self.batches_done = 0
+
+    def _seed(self, epoch: int, trainer: pl.Trainer) -> None:
+        seed_epoch(epoch, trainer.global_rank)
+        self._seeded = epoch
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._seed(trainer)
+        self._seed(self.next_epoch, trainer)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._seeded != self.next_epoch:
-            self._seed(trainer)
-        self.next_epoch += 1
+        if self._seeded != trainer.current_epoch:
+            self._seed(trainer.current_epoch, trainer)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        seed_batch(trainer.current_epoch, batch_idx, trainer.global_rank)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._seeded = None  # the next epoch seeds itself
+
+
+def _leaves(loaders: Any) -> list[Any]:
+    if isinstance(loaders, dict):
+        return [leaf for v in loaders.values() for leaf in _leaves(v)]
+    if isinstance(loaders, (list, tuple)):
+        return [leaf for v in loaders for leaf in _leaves(v)]
+    return [loaders]
 
 
 __all__ = ["DivergenceError", "DivergenceGuard", "ReproducibleEpochs", "check_finite_batch"]

@@ -5,9 +5,28 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from residual_kit.files import PARTIAL, atomic_write
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside their path, then renamed over it.
+
+    A run killed while it writes `last.ckpt` leaves the previous `last.ckpt` whole (Lightning's own writer
+    stages the file in the system's temp folder and moves it, which is a copy, not a rename, when that
+    folder is on another disk). Remote paths (`s3://...`) go through Lightning's writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        with atomic_write(path) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 def last_checkpoint(dirpath: str | Path | None = None) -> ModelCheckpoint:
@@ -24,6 +43,8 @@ def find_last_checkpoint(*folders: str | Path) -> Path:
     found: list[Path] = []
     for folder in map(Path, folders):
         found += [*folder.glob("last*.ckpt"), *folder.glob("version_*/checkpoints/last*.ckpt")]
+        for partial in [*folder.glob(f".*{PARTIAL}"), *folder.glob(f"version_*/checkpoints/.*{PARTIAL}")]:
+            partial.unlink(missing_ok=True)  # a checkpoint half-written by a killed run: never trusted
     if not found:
         where = " or ".join(str(Path(f) / "version_*" / "checkpoints") for f in folders)
         raise FileNotFoundError(
@@ -98,4 +119,4 @@ def check_hyperparameters(path: str | Path, model_class: type, task: str, rename
         )
 
 
-__all__ = ["check_checkpoint", "check_hyperparameters", "find_last_checkpoint", "last_checkpoint"]
+__all__ = ["AtomicCheckpointIO", "check_checkpoint", "check_hyperparameters", "find_last_checkpoint", "last_checkpoint"]

@@ -21,9 +21,16 @@ import yaml
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.plugins.io import CheckpointIO
 
 from tasks.callbacks import DivergenceError, DivergenceGuard, ReproducibleEpochs
-from tasks.checkpoints import check_checkpoint, check_hyperparameters, find_last_checkpoint, last_checkpoint
+from tasks.checkpoints import (
+    AtomicCheckpointIO,
+    check_checkpoint,
+    check_hyperparameters,
+    find_last_checkpoint,
+    last_checkpoint,
+)
 
 
 class _DropTip(logging.Filter):
@@ -125,6 +132,10 @@ class TaskCLI(LightningCLI):
             chosen = [c for c in chosen if not isinstance(c, ModelCheckpoint)]
         if config.get("logger") is True:
             config["logger"] = CSVLogger(save_dir=config["default_root_dir"], name=self.task)
+        plugins = config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            config["plugins"] = [*plugins, AtomicCheckpointIO()]
         if self.ddp_find_unused and config.get("strategy") == "ddp":
             config["strategy"] = "ddp_find_unused_parameters_true"
         return self._instantiate_trainer(config, chosen + self._default_callbacks(config, chosen))

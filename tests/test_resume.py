@@ -1,7 +1,8 @@
-"""Resume is exact: 2 epochs straight equal 1 epoch, a kill, and `fit --ckpt_path last` for 1 more, bit for bit.
+"""Resume is exact: a straight run equals one killed and resumed with `fit --ckpt_path last`, bit for bit.
 
-Every task: weights, optimiser state, EMA and schedulers come back from the checkpoint, and
-`ReproducibleEpochs` seeds each epoch from (seed, epoch), so the resumed epoch sees the same shuffle,
+Every task, killed at an epoch's end or in the middle of one: weights, optimiser state, EMA and
+schedulers come back from the checkpoint, the data loader skips the batches already trained on, and
+the RNGs are seeded per epoch, batch and sample, so the resumed run sees the same shuffle,
 augmentation, noise and dropout as the straight run.
 """
 
@@ -13,6 +14,14 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+
+
+class StopAtFirstValidationOfSecondEpoch(pl.Callback):
+    """Stands in for a run killed in the middle of its second epoch, after a mid-epoch checkpoint."""
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.current_epoch == 1 and not trainer.sanity_checking:
+            trainer.should_stop = True
 
 
 class StopAfterFirstEpoch(pl.Callback):
@@ -100,6 +109,33 @@ def test_kill_and_resume_equals_a_straight_run(task, tmp_path, monkeypatch, judg
     straight, again = last_checkpoint(tmp_path / "straight"), last_checkpoint(tmp_path / "resumed")
     assert straight["global_step"] == again["global_step"] > 0
     assert_same(straight["state_dict"], again["state_dict"], "state_dict")  # bit for bit on CPU
+    assert_same(straight["optimizer_states"], again["optimizer_states"], "optimizer")
+    assert_same(straight["lr_schedulers"], again["lr_schedulers"], "scheduler")
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_kill_mid_epoch_and_resume_equals_a_straight_run(task, tmp_path, monkeypatch, judge_path):
+    """Validation (and so last.ckpt) twice per 4-batch epoch: the kill comes after batch 2 of epoch 2."""
+    cli_main = importlib.import_module(f"tasks.{task}").cli_main
+    cadence = [
+        "--trainer.limit_train_batches=4",
+        "--trainer.val_check_interval=2",
+        "--trainer.check_val_every_n_epoch=1",
+    ]
+    args = ["fit", *COMMON, *TASKS[task], *cadence]
+    if task == "gan":
+        args.append(f"--evaluation.classifier_path={judge_path}")
+    for run in ("straight", "resumed"):
+        (tmp_path / run).mkdir()
+    monkeypatch.chdir(tmp_path / "straight")
+    cli_main(args)
+    monkeypatch.chdir(tmp_path / "resumed")
+    killed = cli_main([*args, f"--trainer.callbacks+={__name__}.StopAtFirstValidationOfSecondEpoch"])
+    assert killed.trainer.fit_loop.epoch_loop.batch_progress.current.completed == 2  # mid-epoch
+    cli_main([*args, "--ckpt_path=last"])
+    straight, again = last_checkpoint(tmp_path / "straight"), last_checkpoint(tmp_path / "resumed")
+    assert straight["global_step"] == again["global_step"] > 0
+    assert_same(straight["state_dict"], again["state_dict"], "state_dict")
     assert_same(straight["optimizer_states"], again["optimizer_states"], "optimizer")
     assert_same(straight["lr_schedulers"], again["lr_schedulers"], "scheduler")
 

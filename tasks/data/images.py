@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .image_files import ImageFiles, list_images
-from .reproducible import SplitDataModule
+from .reproducible import SplitDataModule, seed_sample
 from .sources import DATASETS, Source, load_dataset
 
 
@@ -36,15 +36,21 @@ def stratified_split(labels: torch.Tensor, fractions: Sequence[float], seed: int
 
 
 class TensorImages(Dataset):
-    """uint8 images in memory, turned into normalised float tensors (augmented when training)."""
+    """uint8 images in memory, turned into normalised float tensors (augmented when training).
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: v2.Transform) -> None:
-        self.images, self.labels, self.transform = images, labels, transform
+    A random transform is seeded per sample (`seed_sample`), so sample i of an epoch is augmented the
+    same way whichever batch, worker or resumed run loads it.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: v2.Transform, random: bool) -> None:
+        self.images, self.labels, self.transform, self.random = images, labels, transform, random
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.random:
+            seed_sample(i)
         return self.transform(self.images[i]), self.labels[i]
 
 
@@ -145,9 +151,10 @@ class ImageDataModule(SplitDataModule):
             test = splits["test"]
         train = (images[train_idx], labels[train_idx])
         val = (images[val_idx], labels[val_idx])
-        self.train_set = TensorImages(*train, self.transforms(train=True))
-        self.val_set = TensorImages(*val, self.transforms(train=False))
-        self.test_set = TensorImages(*test, self.transforms(train=False))
+        random = self.hparams.augment or self.hparams.random_erasing > 0
+        self.train_set = TensorImages(*train, self.transforms(train=True), random=random)
+        self.val_set = TensorImages(*val, self.transforms(train=False), random=False)
+        self.test_set = TensorImages(*test, self.transforms(train=False), random=False)
 
     def loader_options(self, train: bool) -> dict[str, Any]:
         return {"num_workers": self.num_workers}

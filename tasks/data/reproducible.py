@@ -1,15 +1,18 @@
-"""Epochs whose randomness is a function of (seed, epoch, rank): what lets a resumed run replay a straight one.
+"""Randomness that is a function of (seed, epoch, batch, sample): what lets a resumed run replay a straight one.
 
-Three sources of randomness reach a training epoch: the shuffle, the main process's RNGs (augmentation,
-dropout, noise) and the loader workers' RNGs. Lightning creates the first data iterator of a run at a
-different moment than later ones (and a resumed run starts mid-sequence), so none of them may depend on
-how many random numbers were drawn before the epoch began:
+Four sources of randomness reach a training step, and none may depend on how many random numbers
+were drawn before it (a resumed run starts mid-sequence, and Lightning creates the first data iterator
+of a run at another moment than later ones):
 
-- `EpochShuffle` draws its permutation from (seed, epoch), like `DistributedSampler`; Lightning calls
-  its `set_epoch` before every epoch.
-- `tasks.callbacks.ReproducibleEpochs` calls `seed_epoch` at the start of each epoch (and of a resumed run),
-  which seeds Python, NumPy and torch from (seed, epoch, rank).
-- `seed_worker` seeds each loader worker from that epoch seed and its worker id.
+- the order: `EpochShuffle` draws its permutation from (seed, epoch), like `DistributedSampler`;
+  Lightning calls its `set_epoch` before every epoch;
+- the augmentation of each sample: datasets call `seed_sample(i)` before transforming sample i, which
+  seeds torch from (epoch seed, i), in the main process and in loader workers alike;
+- the step itself (dropout, drop path, a GAN's noise): `tasks.callbacks.ReproducibleEpochs` calls
+  `seed_batch` before every training step, and `seed_epoch` at the start of each epoch;
+- where in the epoch a run stopped: `ResumableLoader` is a DataLoader that Lightning checkpoints (it
+  has `state_dict` / `load_state_dict`); a run resumed from a checkpoint written mid-epoch skips the
+  batches the killed run had already trained on.
 """
 
 from __future__ import annotations
@@ -41,6 +44,20 @@ def seed_epoch(epoch: int, rank: int = 0, seed: int | None = None) -> int:
     np.random.seed(_epoch_seed)
     torch.manual_seed(_epoch_seed)
     return _epoch_seed
+
+
+def seed_batch(epoch: int, batch: int, rank: int = 0) -> None:
+    """Seed Python, NumPy and torch for one training step of one process, from (seed, epoch, batch, rank)."""
+    seed = (global_seed() * 1_000_003 + epoch * 10_007 + batch * 65_537 + rank * 101 + 17) % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def seed_sample(i: int) -> None:
+    """Seed torch for the random transform of sample i in this epoch (the epoch seed is set by `seed_epoch`)."""
+    if _epoch_seed is not None:
+        torch.manual_seed((_epoch_seed * 7_919 + i * 104_729 + 3) % 2**63)
 
 
 def seed_worker(worker_id: int) -> None:
@@ -75,6 +92,38 @@ class EpochShuffle(Sampler[int]):
         yield from torch.randperm(self.n, generator=g).tolist()
 
 
+class ResumableLoader(DataLoader):
+    """A DataLoader that Lightning checkpoints: it counts the batches of the epoch it has given out.
+
+    Lightning saves `state_dict()` with the training loop and calls `load_state_dict` on resume; the
+    next iteration of the same epoch then skips the batches the killed run had trained on. Skipping
+    loads them and throws them away (cheap next to training, and right under any sampler, DDP's
+    included), which is exact because every sample's transform is seeded by its index.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch, resume = self._epoch(), getattr(self, "_resume", None)
+        self._resume = None
+        skip = resume["batches"] if resume and resume["epoch"] == epoch and resume["batches"] < len(self) else 0
+        self._given, self._given_epoch = 0, epoch
+        batches = super().__iter__()
+        for _ in range(skip):
+            next(batches)
+            self._given += 1
+        for batch in batches:
+            self._given += 1
+            yield batch
+
+    def _epoch(self) -> int | None:
+        return getattr(self.sampler, "epoch", None)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": getattr(self, "_given_epoch", None), "batches": getattr(self, "_given", 0)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume = state_dict
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,
@@ -85,7 +134,7 @@ def make_loader(
     drop_last: bool = False,
 ) -> DataLoader:
     """A DataLoader whose training epochs replay exactly after a resume (see the module docstring)."""
-    return DataLoader(
+    return (ResumableLoader if shuffle else DataLoader)(
         dataset,
         batch_size=batch_size,
         sampler=EpochShuffle(len(dataset), seed) if shuffle else None,
