@@ -16,14 +16,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.loggers import CSVLogger
 
 from residual_kit.files import atomic_write
@@ -32,6 +30,7 @@ from residual_kit.plotting import pyplot
 from tasks.callbacks import DivergenceError, DivergenceGuard, ReproducibleEpochs
 from tasks.cli import TaskCLI, run
 from tasks.data.sources import Source
+from tasks.lab_report import markdown_table, mean_std, plot_depth, public, write_report
 from tasks.outputs import save_figure, write_csv
 
 Family = Literal["resnet", "lstm"]
@@ -168,104 +167,8 @@ def _train_one(
     }
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and population standard deviation of the finite values (NaN if there are none)."""
-    finite = [v for v in values if math.isfinite(v)]
-    return (statistics.fmean(finite), statistics.pstdev(finite)) if finite else (math.nan, math.nan)
-
-
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")  # a folder name: "pre-norm (v2)" -> "pre_norm_v2"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else (f"{value:.3g}" if abs(value) < 1e-2 else f"{value:.4f}")
-    return str(value)
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    cols = [c for c in rows[0] if not c.startswith("_")]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _smooth(values: list[float], k: int) -> list[float]:
-    out, acc = [], 0.0
-    for i, v in enumerate(values):
-        acc += v - (values[i - k] if i >= k else 0.0)
-        out.append(acc / min(i + 1, k))
-    return out
-
-
-def plot_depth(rows: list[dict[str, Any]], metric: str, out: Path) -> dict[str, Path]:
-    """Loss curves (Fig. 6 style), accuracy against depth, first-block gradient against depth."""
-    plt = pyplot()
-    depths = sorted({r["depth"] for r in rows})
-    colors = dict(zip(depths, plt.get_cmap("viridis")(torch.linspace(0, 0.85, len(depths)).tolist()), strict=True))
-    figs = {}
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
-    for ax, net in zip(axes, ("plain", "residual"), strict=True):
-        for r in rows:
-            if r["net"] == net and r["seed"] == rows[0]["seed"]:
-                k = max(1, len(r["_losses"]) // 50)
-                ax.plot(_smooth(r["_losses"], k), color=colors[r["depth"]], label=f"{net}-{r['depth']}")
-        ax.set_title(f"{net} nets: training loss")
-        ax.set_xlabel("step")
-        ax.set_yscale("log")
-        ax.legend()
-    figs["loss"] = save_figure(fig, out / "loss_curves.png")
-
-    def by_depth(net: str, key: str) -> tuple[list[float], list[float]]:
-        stats = [mean_std([r[key] for r in rows if r["net"] == net and r["depth"] == d]) for d in depths]
-        return [m for m, _ in stats], [s for _, s in stats]
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for net, style in (("plain", "--o"), ("residual", "-o")):
-        for key, color in ((f"train {metric}", "tab:blue"), (f"test {metric}", "tab:orange")):
-            mean, spread = by_depth(net, key)
-            axes[0].errorbar(depths, mean, yerr=spread, fmt=style, color=color, label=f"{net}, {key}", capsize=3)
-        color = "tab:red" if net == "plain" else "tab:green"
-        mean, spread = by_depth(net, "first-block grad at init")
-        axes[1].errorbar(depths, mean, yerr=spread, fmt=style, color=color, label=f"{net}, at init", capsize=3)
-        mean, spread = by_depth(net, "first-block grad (mean)")
-        axes[1].errorbar(depths, mean, yerr=spread, fmt=style, color=color, alpha=0.4, capsize=3,
-                         label=f"{net}, mean over training")  # fmt: skip
-    axes[0].set_title(f"{metric} against depth")
-    axes[1].set_title("‖dL/dx‖ at the first block against depth")
-    axes[1].set_yscale("log")
-    for ax in axes:
-        ax.set_xlabel("depth")
-        ax.set_xticks(depths)
-        ax.legend(fontsize=8)
-    figs["depth"] = save_figure(fig, out / "depth.png")
-
-    deepest = [r for r in rows if r["depth"] == depths[-1] and r["seed"] == rows[0]["seed"]]
-    fig, axes = plt.subplots(1, len(deepest), figsize=(7 * len(deepest), 4), sharey=True, squeeze=False)
-    for ax, r in zip(axes[0], deepest, strict=True):
-        for j, record in enumerate(r["_gradflow"]):
-            ax.plot(record["input_grad"], color=plt.get_cmap("viridis")(1 - j / max(1, len(r["_gradflow"]) - 1)))
-        ax.set_yscale("log")
-        ax.set_title(f"{r['net']}-{r['depth']}: ‖dL/dx_l‖ per block (dark = later steps)")
-        ax.set_xlabel("block (input side → output side)")
-    figs["flow"] = save_figure(fig, out / f"gradient_flow_depth{depths[-1]}.png")
-    return figs
-
-
-def write_report(out: Path, title: str, intro: str, tables: list[tuple[str, str]], figs: dict[str, Path]) -> Path:
-    lines = [f"# {title}", "", intro, ""]
-    for heading, table in tables:
-        lines += [f"## {heading}", "", table, ""]
-    lines += ["## Figures", ""] + [f"![{k}]({p.name})" for k, p in figs.items()] + [""]
-    with atomic_write(out / "report.md") as tmp:
-        tmp.write_text("\n".join(lines))
-    return out / "report.md"
-
-
-def _public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
 
 
 def depth(
@@ -303,16 +206,16 @@ def depth(
         for residual in (False, True)
         for s in seeds
     ]
-    public = _public(rows)
-    write_csv(folder / "results.csv", list(public[0]), [list(r.values()) for r in public])
+    table = public(rows)
+    write_csv(folder / "results.csv", list(table[0]), [list(r.values()) for r in table])
     figs = plot_depth(rows, spec.metric, folder)
     intro = (
         f"{family}: plain and residual twins at depths {depths}, {epochs} epochs each, seeds {seeds}, "
         f"the same data and schedule. Gradient norms are ‖dL/dx‖ at the input of the first block."
     )
-    tables = [("Results", markdown_table(public))]
+    tables = [("Results", markdown_table(table))]
     path = write_report(folder, f"Depth: plain against residual ({family})", intro, tables, figs)
-    print(markdown_table(public))
+    print(markdown_table(table))
     print(f"report: {path}")
     return path
 
@@ -385,7 +288,7 @@ def variants(
             mean, std = mean_std([r[key] for r in rs])
             row[key] = f"{mean:.4g} ± {std:.2g}"
         summary.append(row)
-    flat = [{"variant": n, **r} for n, rs in runs.items() for r in _public(rs)]
+    flat = [{"variant": n, **r} for n, rs in runs.items() for r in public(rs)]
     write_csv(folder / "results.csv", list(flat[0]), [list(r.values()) for r in flat])
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(names) + 1.5))

@@ -128,3 +128,15 @@ def test_bad_depth_and_name():
         cifar_resnet(21)
     with pytest.raises(ValueError, match="resnet20"):
         create_model("resnet21")
+
+
+def test_same_outputs_as_hand_written_gpt():
+    """The GPT overhead benchmark's twin loads our weights unchanged and computes the same function."""
+    from benchmarks.reference_gpt import HandWrittenGPT
+    from residual_kit.models import GPT, GPTConfig
+
+    config = GPTConfig(vocab_size=16, block_size=13, layers=2, dim=32, heads=4)
+    ours, theirs = GPT(config).eval(), HandWrittenGPT(config).eval()
+    theirs.load_state_dict(ours.state_dict())
+    idx = torch.randint(0, 16, (3, 13))
+    torch.testing.assert_close(ours(idx), theirs(idx))
