@@ -1,4 +1,6 @@
-"""How varied are a GAN's digits within a class, against real digits? A number beside digit-FID.
+"""How varied are a GAN's digits within a class, against real digits, for one checkpoint and class by class.
+
+The GAN's evaluation logs the same measure as `variety` / `variety_min` at every validation and test.
 
     python -m benchmarks.gan_diversity --ckpt runs/gan/version_0/checkpoints/<best>.ckpt [--samples 1000]
         [--classifier <the --evaluation.classifier_path of that run, if one was given>]
@@ -17,12 +19,8 @@ import torch
 
 from tasks.data import ImageDataModule
 from tasks.digit_judge import DigitJudge, load_digit_classifier
+from tasks.digit_quality import within_class_spread
 from tasks.gan import DigitGAN
-
-
-def within_class_spread(features: torch.Tensor, labels: torch.Tensor, classes: int = 10) -> torch.Tensor:
-    """(classes,) mean ||f - mean_c(f)||^2 over the samples of each class."""
-    return torch.stack([((f - f.mean(0)) ** 2).sum(1).mean() for f in (features[labels == c] for c in range(classes))])
 
 
 @torch.no_grad()

@@ -50,8 +50,12 @@ class DigitJudge(nn.Module):
         """(B, 1, 28, 28) in [0, 1] -> (B, num_features)."""
         return self.net.forward_head(self.net.forward_features((images.float() - MEAN) / STD), pre_logits=True)
 
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits (B, 10) from features this judge computed."""
+        return self.net.head[-1](features)
+
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net.head[-1](self(images))  # (B, 10)
+        return self.classify(self(images))  # (B, 10)
 
 
 def load_digit_classifier(path: str | Path | None = None, source: Source = "auto", root: str = "data") -> ResNet:

@@ -19,19 +19,49 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torchmetrics import Metric
 from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.utilities import dim_zero_cat
 from torchvision.utils import make_grid
 
 from tasks.digit_judge import MEAN, STD, DigitJudge, load_digit_classifier
 from tasks.outputs import run_dir, save_png
 
 
+def within_class_spread(features: torch.Tensor, labels: torch.Tensor, classes: int = 10) -> torch.Tensor:
+    """(classes,) mean squared distance of each class's features to their centroid: E ||f - mean_c(f)||^2."""
+    spreads = []
+    for c in range(classes):
+        f = features[labels == c]
+        spreads.append(((f - f.mean(0)) ** 2).sum(1).mean() if len(f) > 1 else features.new_tensor(float("nan")))
+    return torch.stack(spreads)
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) of feature sets (N, D) and (M, D).
+
+    Each set's manifold is the union of balls around its points with radius the distance to the k-th
+    nearest neighbour in the same set. Precision: the share of fake points inside the real manifold
+    (legible); recall: the share of real points inside the fake manifold (varied).
+    """
+
+    def radii(x: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(x, x).kthvalue(k + 1, dim=1).values  # k+1: the nearest is the point itself
+
+    inside = torch.cdist(fake, real) <= radii(real)[None, :]  # (M, N): fake j within real ball i
+    covered = torch.cdist(real, fake) <= radii(fake)[None, :]  # (N, M)
+    return inside.any(1).float().mean(), covered.any(1).float().mean()
+
+
 class DigitQuality(Metric):
     """digit-FID of generated against real digits, and the judge's view of the generated ones.
 
-    `update(images, real=True)` adds real digits, `update(images, real=False, labels=y)` generated ones
-    (in [0, 1]; `labels` are the requested classes of a conditional GAN). `compute()` returns
-    digit_fid, recognisable (share with judge confidence >= `confidence`), class_entropy (of the judge's
-    label histogram; ln 10 = 2.303 is uniform, mode collapse lowers it) and, with labels, label_acc.
+    `update(images, real=True, labels=y)` adds real digits, `update(images, real=False, labels=y)` generated
+    ones (in [0, 1]; `labels` are the requested classes of a conditional GAN). `compute()` returns
+    digit_fid; recognisable (share with judge confidence >= `confidence`); class_entropy (of the judge's
+    label histogram; ln 10 = 2.303 is uniform, mode collapse lowers it); with labels, label_acc;
+    precision and recall (Kynkäänniemi et al. 2019, k-NN in the judge's features: legible and varied);
+    variety and variety_min, the within-class spread of generated digits over that of real ones, mean
+    and lowest over classes (1.0: as varied as handwriting; classes of generated digits are the
+    requested ones, or the judge's reading when unconditional).
     """
 
     full_state_update = False
@@ -43,12 +73,20 @@ class DigitQuality(Metric):
         for name in ("generated", "confident", "labelled", "correct"):
             self.add_state(name, torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("histogram", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
+        for name in ("real_features", "real_classes", "fake_features", "fake_classes"):
+            self.add_state(name, [], dist_reduce_fx="cat")
 
     def update(self, images: torch.Tensor, real: bool, labels: torch.Tensor | None = None) -> None:
         self.fid.update(images, real=real)
+        features = self.judge(images)
         if real:
+            if labels is not None:
+                self.real_features.append(features)
+                self.real_classes.append(labels)
             return
-        conf, pred = self.judge.logits(images).softmax(-1).max(-1)
+        conf, pred = self.judge.classify(features).softmax(-1).max(-1)
+        self.fake_features.append(features)
+        self.fake_classes.append(labels if labels is not None else pred)
         self.generated += len(images)
         self.confident += (conf >= self.confidence).sum()
         self.histogram += torch.bincount(pred, minlength=len(self.histogram))
@@ -66,6 +104,14 @@ class DigitQuality(Metric):
         }
         if self.labelled:
             out["label_acc"] = self.correct.float() / self.labelled
+        if self.real_features and self.fake_features:
+            real, fake = dim_zero_cat(self.real_features), dim_zero_cat(self.fake_features)
+            out["precision"], out["recall"] = precision_recall(real, fake)
+            classes = len(self.histogram)
+            ratio = within_class_spread(fake, dim_zero_cat(self.fake_classes), classes) / within_class_spread(
+                real, dim_zero_cat(self.real_classes), classes
+            )
+            out["variety"], out["variety_min"] = ratio.nanmean(), ratio.nan_to_num(nan=float("inf")).min()
         return out
 
     def reset(self) -> None:
@@ -76,8 +122,12 @@ class DigitQuality(Metric):
 class GANEvaluation(Callback):
     """Score the GAN's EMA generator at every validation and test, and draw a grid of its digits.
 
-    Logs `<split>/digit_fid`, `/recognisable`, `/class_entropy`, `/label_acc` (conditional) and, after
-    test, `test/digit_fid_floor` (real train digits against real test digits: the best a generator can
+    Logs `<split>/digit_fid`, `/recognisable`, `/class_entropy`, `/label_acc` (conditional), `/precision`,
+    `/recall`, `/variety`, `/variety_min` (see `DigitQuality`), `/legible_fid` (the checkpoint rule:
+    digit-FID where at least `legible` of the digits are recognisable, plus 1000 per unit of shortfall
+    below it, so a legible checkpoint always beats an illegible one and, among those that are not,
+    the more legible wins) and, after test, `test/digit_fid_floor` (real train digits against real
+    test digits: the best a generator can
     reach). The grid (fixed noise, one class per column when conditional) goes to `samples.png` and
     `samples/epochNNN.png` in the run folder.
 
@@ -86,10 +136,18 @@ class GANEvaluation(Callback):
             one under `$XDG_CACHE_HOME/residual_kit/`, trained once (~2 min, with a progress bar) if absent.
         samples: generated digits per evaluation (split across processes).
         confidence: the judge's confidence a digit needs to count as recognisable.
+        legible: the share of recognisable digits a checkpoint needs before its digit-FID counts.
     """
 
-    def __init__(self, classifier_path: str | None = None, samples: int = 1000, confidence: float = 0.9) -> None:
-        self.classifier_path, self.samples, self.confidence = classifier_path, samples, confidence
+    def __init__(
+        self, classifier_path: str | None = None, samples: int = 1000, confidence: float = 0.9, legible: float = 0.9
+    ) -> None:
+        self.classifier_path, self.samples, self.confidence, self.legible = (
+            classifier_path,
+            samples,
+            confidence,
+            legible,
+        )
         self.quality: DigitQuality | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -101,8 +159,8 @@ class GANEvaluation(Callback):
             self.quality.to(pl_module.device)
 
     def _real(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
-        images, _ = batch
-        self.quality.update((images * STD + MEAN).clamp(0, 1), real=True)
+        images, labels = batch
+        self.quality.update((images * STD + MEAN).clamp(0, 1), real=True, labels=labels)
 
     def on_validation_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self._real(batch)
@@ -127,6 +185,8 @@ class GANEvaluation(Callback):
             self.quality.update(gan.sample(gan.noise(len(chunk)), y), real=False, labels=y)
         metrics = {f"{split}/{k}": v.item() for k, v in self.quality.compute().items()}
         self.quality.reset()
+        shortfall = max(0.0, self.legible - metrics[f"{split}/recognisable"])
+        metrics[f"{split}/legible_fid"] = metrics[f"{split}/digit_fid"] + 1000.0 * shortfall
         digits = getattr(trainer.datamodule, "digits", None)
         if split == "test" and digits is not None:
             metrics["test/digit_fid_floor"] = self.real_floor(digits.train_set.images, digits.test_set.images)

@@ -205,7 +205,8 @@ class GANCLI(TaskCLI):
     max_epochs = 16
     trainer_overrides = {"check_val_every_n_epoch": 4}  # the last epoch is evaluated, so the best can be it
     ddp_find_unused = True  # D and G step in turn: each backward leaves the other network's weights unused
-    monitor, mode, checkpoint_filename = "val/digit_fid", "min", "best-epoch{epoch:03d}-fid{val/digit_fid:.2f}"
+    monitor, mode = "val/legible_fid", "min"  # digit-FID among legible checkpoints (see GANEvaluation)
+    checkpoint_filename = "best-epoch{epoch:03d}-fid{val/digit_fid:.2f}-rec{val/recognisable:.3f}"
     writer = SampleWriter
     divergence_hint = "a lower --model.lr_d and --model.lr_g"
     renamed = {

@@ -20,7 +20,7 @@ from residual_kit.models.gan import (
     up_block,
 )
 from tasks.digit_judge import DigitJudge, cache_dir, load_digit_classifier
-from tasks.digit_quality import DigitQuality, GANEvaluation
+from tasks.digit_quality import DigitQuality, GANEvaluation, precision_recall, within_class_spread
 from tasks.gan import DigitGAN, cli_main
 
 
@@ -139,7 +139,7 @@ def test_digit_quality_scores_against_its_formulas(judge_path):
     quality = DigitQuality(judge, confidence=0.9)
     real, fake = torch.rand(40, 1, 28, 28), torch.rand(40, 1, 28, 28)
     y = torch.arange(40) % 10
-    quality.update(real, real=True)
+    quality.update(real, real=True, labels=y)
     quality.update(fake, real=False, labels=y)
     got = quality.compute()
     conf, pred = judge.logits(fake).softmax(-1).max(-1)
@@ -149,6 +149,38 @@ def test_digit_quality_scores_against_its_formulas(judge_path):
     assert got["class_entropy"].item() == pytest.approx(-(p * p.log()).sum().item(), rel=1e-5)
     assert got["label_acc"].item() == pytest.approx((pred == y).float().mean().item())
     assert got["digit_fid"].item() > 0
+
+
+def test_precision_and_recall_follow_kynkaanniemi():
+    """Fake points inside the real k-NN balls count for precision; real points inside fake balls for recall."""
+    real = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5]])
+    fake = torch.tensor([[0.5, 0.4], [0.1, 0.1], [9.0, 9.0], [9.1, 9.0], [9.0, 9.1], [9.1, 9.1]])
+    precision, recall = precision_recall(real, fake, k=1)
+    assert precision.item() == pytest.approx(2 / 6)  # the four far points lie outside every real ball
+    # fake balls (k=1): radius 0.5 around the two near points, 0.1 around the far ones
+    assert recall.item() == pytest.approx(2 / 5)  # (0, 0) and (0.5, 0.5)
+
+
+def test_within_class_spread_is_the_mean_squared_distance_to_the_centroid():
+    features = torch.tensor([[0.0, 0.0], [2.0, 0.0], [5.0, 5.0], [5.0, 7.0], [5.0, 9.0]])
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    spread = within_class_spread(features, labels, classes=2)
+    torch.testing.assert_close(spread, torch.tensor([1.0, 8 / 3]))
+
+
+def test_one_digit_per_class_has_no_variety(judge_path):
+    judge = DigitJudge(load_digit_classifier(judge_path))
+    quality = DigitQuality(judge)
+    real, y = torch.rand(40, 1, 28, 28), torch.arange(40) % 10
+    quality.update(real, real=True, labels=y)
+    quality.update(real[:10][y[:10]].repeat(4, 1, 1, 1), real=False, labels=y[:10].repeat(4))  # one image a class
+    got = quality.compute()
+    assert got["variety"].item() == pytest.approx(0.0, abs=1e-6) and got["variety_min"].item() == pytest.approx(0.0)
+    quality.reset()
+    quality.update(real, real=True, labels=y)
+    quality.update(real, real=False, labels=y)  # the real digits themselves: as varied as real
+    got = quality.compute()
+    assert got["variety"].item() == pytest.approx(1.0) and got["precision"].item() == 1.0
 
 
 def test_digit_fid_real_vs_real_is_small_and_noise_vs_real_large(judge_path):
@@ -188,6 +220,7 @@ def test_cli_fit_fast_dev_run_then_predict_writes_files(tmp_path, judge_path):
     cli = cli_main(["fit", *args, "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}"])
     metrics = cli.trainer.callback_metrics
     assert {"test/digit_fid", "test/label_acc", "test/digit_fid_floor", "test/recognisable"} <= set(metrics)
+    assert {"test/precision", "test/recall", "test/variety", "test/variety_min", "test/legible_fid"} <= set(metrics)
     assert (tmp_path / "samples.png").exists()
     ckpt = tmp_path / "gan.ckpt"
     cli.trainer.save_checkpoint(ckpt)
