@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
 PARTIAL = ".partial"  # the suffix of a file being written; one left behind is from a killed process
 
 

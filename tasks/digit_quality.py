@@ -104,7 +104,7 @@ class DigitQuality(Metric):
         }
         if self.labelled:
             out["label_acc"] = self.correct.float() / self.labelled
-        if self.real_features and self.fake_features:
+        if _filled(self.real_features) and _filled(self.fake_features):
             real, fake = dim_zero_cat(self.real_features), dim_zero_cat(self.fake_features)
             out["precision"], out["recall"] = precision_recall(real, fake)
             classes = len(self.histogram)
@@ -117,6 +117,11 @@ class DigitQuality(Metric):
     def reset(self) -> None:
         super().reset()
         self.fid.reset()
+
+
+def _filled(state: list[torch.Tensor] | torch.Tensor) -> bool:
+    """A "cat" state is a list of tensors, or one tensor once synced across processes."""
+    return len(state) > 0 if isinstance(state, list) else state.numel() > 0
 
 
 class GANEvaluation(Callback):

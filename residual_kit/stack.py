@@ -1,0 +1,149 @@
+"""Residual designs of a whole stack: what crosses layers, beyond one block's x + f(x).
+
+Each is a small module that runs a list of branches (or residual blocks) and owns the state that
+crosses layers. Branches map (B, ..., D) -> (B, ..., D) and include their own pre-norm.
+
+    HyperConnections      n residual streams, mixed by learned width and depth connections
+                          (Zhu et al. 2024, "Hyper-Connections", ICLR 2025), static or dynamic
+    ManifoldHyperConnections
+                          the same with the stream mixing projected onto doubly stochastic matrices
+                          (Sinkhorn-Knopp) and non-negative read/write weights (mHC, DeepSeek-AI 2025)
+    DepthWeightedAverage  after block i, a learned average of the embeddings and every earlier block's
+                          output (DenseFormer, Pagliardini et al. 2024)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class HyperConnections(nn.Module):
+    """y = sum of n streams after L layers of hyper-connections around the branches T_k.
+
+    With H (..., n, D) the streams, layer k reads h = A_m^T H and writes H' = B^T T_k(h) + A_r^T H
+    (the paper's Eq. 3-5): A_m (n) are the width connections into the layer, A_r (n x n) the mixing of
+    the streams, B (n) the depth connections out of it. Static: learned vectors and matrices. Dynamic
+    (the paper's Eq. 10-12): each also gets s * tanh(norm(H) W), with W initialised to zero and s to
+    0.01, so that both forms start from the static values. Initialisation (Eq. 14): A_m = e_(k mod n),
+    A_r = I, B = 1, and the input is copied into all n streams; every stream then carries the pre-norm
+    residual stream x_k, and the sum of the streams is n x_L, which a final norm turns into the
+    pre-norm network's output.
+
+    Args:
+        branches: the layers T_k, each (..., D) -> (..., D) with its own pre-norm.
+        dim: width D.
+        streams: n, the expansion rate (the paper uses 4).
+        dynamic: the input-dependent form (DHC) instead of the static one (SHC).
+    """
+
+    def __init__(self, branches: Sequence[nn.Module], dim: int, streams: int = 4, dynamic: bool = True) -> None:
+        super().__init__()
+        if streams < 1:
+            raise ValueError(f"streams={streams} must be at least 1")
+        n, layers = streams, len(branches)
+        self.branches = nn.ModuleList(branches)
+        self.streams, self.dynamic = n, dynamic
+        self.read = nn.Parameter(torch.eye(n)[[k % n for k in range(layers)]].clone())  # A_m per layer (L, n)
+        self.mix = nn.Parameter(torch.eye(n).repeat(layers, 1, 1))  # A_r per layer (L, n, n)
+        self.write = nn.Parameter(torch.ones(layers, n))  # B per layer (L, n)
+        if dynamic:
+            self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(layers)])
+            self.w_read = nn.Parameter(torch.zeros(layers, dim, 1))
+            self.w_mix = nn.Parameter(torch.zeros(layers, dim, n))
+            self.w_write = nn.Parameter(torch.zeros(layers, dim, 1))
+            self.s_alpha = nn.Parameter(torch.full((layers,), 0.01))
+            self.s_beta = nn.Parameter(torch.full((layers,), 0.01))
+
+    def connections(self, k: int, streams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A_m (..., n), A_r (..., n, n) and B (..., n) of layer k for streams H (..., n, D)."""
+        read, mix, write = self.read[k], self.mix[k], self.write[k]
+        if not self.dynamic:
+            return read, mix, write
+        h = self.norms[k](streams)  # (..., n, D)
+        read = read + self.s_alpha[k] * torch.tanh(h @ self.w_read[k]).squeeze(-1)  # (..., n)
+        mix = mix + self.s_alpha[k] * torch.tanh(h @ self.w_mix[k])  # (..., n, n)
+        write = write + self.s_beta[k] * torch.tanh(h @ self.w_write[k]).squeeze(-1)  # (..., n)
+        return read, mix, write
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        streams = x.unsqueeze(-2).expand(*x.shape[:-1], self.streams, x.shape[-1])  # (..., n, D)
+        for k, branch in enumerate(self.branches):
+            read, mix, write = self.connections(k, streams)
+            h = torch.einsum("...n,...nd->...d", read.expand(streams.shape[:-1]), streams)  # A_m^T H
+            out = branch(h)  # (..., D)
+            mixed = torch.einsum("...ij,...id->...jd", mix.expand(*streams.shape[:-1], self.streams), streams)
+            streams = write.expand(streams.shape[:-1]).unsqueeze(-1) * out.unsqueeze(-2) + mixed  # B^T T(h) + A_r^T H
+        return streams.sum(-2)  # (..., D)
+
+    def extra_repr(self) -> str:
+        return f"streams={self.streams}, dynamic={self.dynamic}, layers={len(self.branches)}"
+
+
+def sinkhorn(logits: torch.Tensor, iters: int = 30) -> torch.Tensor:
+    """A doubly stochastic matrix from exp(logits) by Sinkhorn-Knopp: alternately normalise rows and columns."""
+    m = (logits - logits.amax(dim=(-2, -1), keepdim=True)).exp()
+    for _ in range(iters):
+        m = m / m.sum(-1, keepdim=True)
+        m = m / m.sum(-2, keepdim=True)
+    return m
+
+
+class ManifoldHyperConnections(HyperConnections):
+    """Hyper-connections whose stream mixing stays doubly stochastic (mHC, DeepSeek-AI 2025).
+
+    A_r = Sinkhorn-Knopp(exp(R)) has rows and columns that sum to 1, so a product of them over any
+    number of layers does too: the mean of the streams passes every layer unchanged (the identity
+    mapping that plain hyper-connections can lose). The read and write weights are non-negative:
+    A_m = sigmoid(a), B = 2 sigmoid(b). Here R starts at 4 I (A_r near the identity: 0.93 on the
+    diagonal for n = 4), a at +-4 around e_(k mod n), b at 0 (B = 1), which mimics the initialisation
+    of `HyperConnections`; the dynamic terms add to the logits, as there.
+
+    Args: as `HyperConnections`, and `iters`, the Sinkhorn-Knopp iterations (30; the paper uses 20, which
+    left row sums 1.2e-3 off after a few large training steps in our tests).
+    """
+
+    def __init__(
+        self, branches: Sequence[nn.Module], dim: int, streams: int = 4, dynamic: bool = True, iters: int = 30
+    ) -> None:
+        super().__init__(branches, dim, streams, dynamic)
+        self.iters = iters
+        with torch.no_grad():
+            self.read.mul_(8).sub_(4)  # logits of A_m: +4 for the read stream, -4 elsewhere
+            self.mix.mul_(4)  # logits R of A_r
+            self.write.zero_()  # logits of B / 2
+
+    def connections(self, k: int, streams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        read, mix, write = super().connections(k, streams)
+        return torch.sigmoid(read), sinkhorn(mix, self.iters), 2 * torch.sigmoid(write)
+
+
+class DepthWeightedAverage(nn.Module):
+    """DenseFormer: after block i the stream is x_i' = sum_(j <= i) alpha_ij X_j (Pagliardini et al. 2024).
+
+    X_0 is the input (the embeddings) and X_j the output of block j, which reads x_(j-1)'. The weights
+    start at alpha_ii = 1 and 0 elsewhere, which is the plain stack of the (residual) blocks.
+
+    Args:
+        blocks: the blocks, each (..., D) -> (..., D) with its own residual connection.
+    """
+
+    def __init__(self, blocks: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        one_hot = torch.nn.functional.one_hot
+        self.alphas = nn.ParameterList(  # alpha_i over X_0..X_(i+1): block i gives the (i+1)-th output
+            [nn.Parameter(one_hot(torch.tensor(i + 1), i + 2).float()) for i in range(len(blocks))]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [x]  # X_0
+        for block, alpha in zip(self.blocks, self.alphas, strict=True):
+            outputs.append(block(x))  # X_(i+1)
+            x = torch.einsum("j,j...->...", alpha, torch.stack(outputs))  # the weighted average
+        return x
+
+
+__all__ = ["DepthWeightedAverage", "HyperConnections", "ManifoldHyperConnections", "sinkhorn"]
