@@ -24,17 +24,23 @@ class PreNorm(nn.Module):
         return x + self.wrap(self.pre_norm(x))
 
 
+class HandWrittenBlock(nn.Module):
+    def __init__(self, c: GPTConfig, layer: int) -> None:
+        super().__init__()
+        self.attn = PreNorm(CausalSelfAttention(c.dim, c.heads, c.dropout, layer=layer), c.dim)
+        self.mlp = PreNorm(MLP(c.dim, c.mlp_ratio * c.dim, c.dropout), c.dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.attn(x))
+
+
 class HandWrittenGPT(nn.Module):
     def __init__(self, c: GPTConfig) -> None:
         super().__init__()
         self.tok = nn.Embedding(c.vocab_size, c.dim)
         self.pos = nn.Embedding(c.block_size, c.dim)
         self.drop = nn.Dropout(c.dropout)
-        blocks: list[nn.Module] = []
-        for i in range(c.layers):
-            blocks.append(PreNorm(CausalSelfAttention(c.dim, c.heads, c.dropout, layer=i), c.dim))
-            blocks.append(PreNorm(MLP(c.dim, c.mlp_ratio * c.dim, c.dropout), c.dim))
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = nn.ModuleList([HandWrittenBlock(c, i) for i in range(c.layers)])
         self.norm = nn.LayerNorm(c.dim)
         self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         self.head.weight = self.tok.weight

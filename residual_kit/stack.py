@@ -68,12 +68,13 @@ class HyperConnections(nn.Module):
         write = write + self.s_beta[k] * torch.tanh(h @ self.w_write[k]).squeeze(-1)  # (..., n)
         return read, mix, write
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        """x (..., D) -> (..., D); keyword arguments go to every branch."""
         streams = x.unsqueeze(-2).expand(*x.shape[:-1], self.streams, x.shape[-1])  # (..., n, D)
         for k, branch in enumerate(self.branches):
             read, mix, write = self.connections(k, streams)
             h = torch.einsum("...n,...nd->...d", read.expand(streams.shape[:-1]), streams)  # A_m^T H
-            out = branch(h)  # (..., D)
+            out = branch(h, **kwargs)  # (..., D)
             mixed = torch.einsum("...ij,...id->...jd", mix.expand(*streams.shape[:-1], self.streams), streams)
             streams = write.expand(streams.shape[:-1]).unsqueeze(-1) * out.unsqueeze(-2) + mixed  # B^T T(h) + A_r^T H
         return streams.sum(-2)  # (..., D)
@@ -138,10 +139,11 @@ class DepthWeightedAverage(nn.Module):
             [nn.Parameter(one_hot(torch.tensor(i + 1), i + 2).float()) for i in range(len(blocks))]
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        """x (..., D) -> (..., D); keyword arguments go to every block."""
         outputs = [x]  # X_0
         for block, alpha in zip(self.blocks, self.alphas, strict=True):
-            outputs.append(block(x))  # X_(i+1)
+            outputs.append(block(x, **kwargs))  # X_(i+1)
             x = torch.einsum("j,j...->...", alpha, torch.stack(outputs))  # the weighted average
         return x
 

@@ -46,7 +46,8 @@ def test_kv_cache_generation_equals_full_recompute(placement):
     model = tiny(placement)
     if placement == "rezero":  # exactly the identity at init: give the branches weight first
         for block in model.blocks:
-            block.scale.weight.data.fill_(0.5)
+            block.attn.scale.weight.data.fill_(0.5)
+            block.mlp.scale.weight.data.fill_(0.5)
     prompt = torch.randint(1, 16, (3, 5))
     cached = model.generate(prompt, 8, use_cache=True)
     full = model.generate(prompt, 8, use_cache=False)
@@ -69,7 +70,7 @@ def test_sampling_is_seeded_and_respects_top_k():
 @pytest.mark.parametrize("placement", DESIGNS)
 def test_every_placement_builds_the_right_residual_and_trains_a_step(placement):
     model = tiny(placement).train()
-    blocks = list(model.blocks)
+    blocks = [sub for block in model.blocks for sub in (block.attn, block.mlp)]
     assert len(blocks) == 4 and all(isinstance(b, Residual) for b in blocks)
     formula = blocks[0].formula()
     expected = {
@@ -162,3 +163,42 @@ def test_bad_prompt_is_named(tmp_path):
 def test_module_importable_for_users():
     model = DigitTransformer(GPTConfig(layers=1, dim=32))
     assert model(torch.randint(1, 16, (2, 12))).shape == (2, 12, 16)
+
+
+@pytest.mark.parametrize("stack", ["hyper", "mhc", "dense"])
+def test_every_stack_design_generates_with_the_kv_cache(stack):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(16, 16, layers=2, dim=32, heads=4, stack=stack, value_residual=0.5)).eval()
+    prompt = torch.randint(1, 16, (3, 5))
+    assert torch.equal(model.generate(prompt, 6, use_cache=True), model.generate(prompt, 6, use_cache=False))
+
+
+def test_hyper_connections_gpt_at_init_is_the_pre_norm_gpt():
+    """Same weights: the n streams carry the pre-norm stream, and the final LayerNorm removes their sum's factor n."""
+    torch.manual_seed(0)
+    plain = GPT(GPTConfig(16, 16, layers=2, dim=32, heads=4)).double().eval()
+    hyper = GPT(GPTConfig(16, 16, layers=2, dim=32, heads=4, stack="hyper", streams=4)).double().eval()
+    state = hyper.state_dict()
+    for key, value in plain.state_dict().items():
+        if key.startswith("blocks."):
+            _, i, sub, *rest = key.split(".")
+            key = ".".join(["blocks", "branches", str(2 * int(i) + (sub == "mlp")), *rest])
+        state[key] = value
+    hyper.load_state_dict(state)
+    idx = torch.randint(0, 16, (2, 10))
+    torch.testing.assert_close(hyper(idx), plain(idx), rtol=1e-4, atol=1e-4)  # LayerNorm's eps: not bit-exact
+
+
+def test_value_residual_mix_zero_is_the_plain_attention_and_one_uses_the_first_values():
+    torch.manual_seed(0)
+    base = GPT(GPTConfig(16, 16, layers=3, dim=32, heads=4)).eval()
+    idx = torch.randint(0, 16, (2, 10))
+    for mix, same in ((0.0, True), (1.0, False)):
+        model = GPT(GPTConfig(16, 16, layers=3, dim=32, heads=4, value_residual=mix)).eval()
+        model.load_state_dict(base.state_dict())
+        assert torch.allclose(model(idx), base(idx)) == same
+    with torch.no_grad():  # mix 1: the later layers' own value projections no longer matter
+        before = model(idx)
+        for block in list(model.blocks)[1:]:
+            block.attn.wrap.qkv.weight[64:].normal_()
+        torch.testing.assert_close(model(idx), before)

@@ -21,6 +21,7 @@ from torch import nn
 from ..deepnorm import deepnorm_alpha, deepnorm_beta, deepnorm_init_
 from ..merge import ScaledAdd
 from ..residual import Residual
+from ..stack import DepthWeightedAverage, HyperConnections, ManifoldHyperConnections
 
 NormPlacement = Literal["post", "pre", "sandwich", "deepnorm"]
 NORM_PLACEMENTS: tuple[str | None, ...] = ("post", "pre", "sandwich", "deepnorm", None)
@@ -41,6 +42,13 @@ class GPTConfig:
         drop_path: stochastic depth of the last sub-layer, rising linearly from 0.
         placement: norm placement of every sub-layer (see the module docstring).
         scale: branch scale of every sub-layer: None, a float, "learnable", "rezero" or "layerscale".
+        stack: what crosses layers (`residual_kit.stack`): "plain" (x + f(x) per sub-layer), "hyper"
+            (dynamic hyper-connections, `streams` residual streams), "mhc" (manifold-constrained ones),
+            "dense" (DenseFormer's depth-weighted average after every layer). "hyper" and "mhc" need
+            placement="pre" (the branches keep their pre-norm; the streams replace the addition).
+        streams: residual streams of "hyper" and "mhc".
+        value_residual: ResFormer's value residual (Zhou et al. 2024): every attention layer's values
+            become (1 - mix) v + mix v_1, with v_1 the first layer's; None (or 0) is the plain attention.
     """
 
     vocab_size: int = 16
@@ -53,6 +61,9 @@ class GPTConfig:
     drop_path: float = 0.0
     placement: NormPlacement | None = "pre"
     scale: float | str | None = None
+    stack: Literal["plain", "hyper", "mhc", "dense"] = "plain"
+    streams: int = 4
+    value_residual: float | None = None
 
 
 @dataclass
@@ -70,18 +81,26 @@ class KVCache:
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention through `scaled_dot_product_attention`, with an optional KV cache."""
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0, layer: int = 0) -> None:
+    def __init__(
+        self, dim: int, heads: int, dropout: float = 0.0, layer: int = 0, value_mix: float | None = None
+    ) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim={dim} must be divisible by heads={heads}")
-        self.heads, self.dropout, self.layer = heads, dropout, layer
+        self.heads, self.dropout, self.layer, self.value_mix = heads, dropout, layer, value_mix
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, values: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """`values` carries the first layer's values to the others when `value_mix` is set (value residual)."""
         b, t, c = x.shape
         q, k, v = self.qkv(x).split(c, dim=2)
         q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))  # (B, H, T, D)
+        if self.value_mix is not None and values is not None:
+            first = values.setdefault("first", v)  # the first attention layer stores its own
+            v = (1 - self.value_mix) * v + self.value_mix * first
         causal = True
         if cache is not None:
             if len(cache.keys) <= self.layer:
@@ -106,7 +125,9 @@ class MLP(nn.Module):
         self.proj = nn.Linear(hidden, dim)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **attention_kwargs: object) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C); takes and ignores the attention's keyword arguments, so that a stack can
+        pass them to every sub-layer."""
         return self.drop(self.proj(F.gelu(self.fc(x))))
 
 
@@ -126,6 +147,59 @@ def sublayer(f: nn.Module, config: GPTConfig, drop_path: float) -> Residual:
     return Residual(f, placement=placement, dim=dim, scale=config.scale, drop_path=drop_path)
 
 
+class Block(nn.Module):
+    """One Transformer layer (nanoGPT's `Block`): x = attn(x), then x = mlp(x), each a residual sub-layer."""
+
+    def __init__(self, config: GPTConfig, layer: int, rates: tuple[float, float]) -> None:
+        super().__init__()
+        c = config
+        attention = CausalSelfAttention(c.dim, c.heads, c.dropout, layer, c.value_residual)
+        self.attn = sublayer(attention, c, rates[0])
+        self.mlp = sublayer(MLP(c.dim, c.mlp_ratio * c.dim, c.dropout), c, rates[1])
+
+    def forward(self, x: torch.Tensor, **attention_kwargs: object) -> torch.Tensor:
+        return self.mlp(self.attn(x, **attention_kwargs))
+
+
+class Blocks(nn.ModuleList):
+    """The plain stack: each layer after the other, the attention's keyword arguments to every layer."""
+
+    def forward(self, x: torch.Tensor, **attention_kwargs: object) -> torch.Tensor:
+        for block in self:
+            x = block(x, **attention_kwargs)
+        return x
+
+
+class PreNormBranch(nn.Module):
+    """f(LN(x)), with no addition: a branch for hyper-connections, which own the residual streams."""
+
+    def __init__(self, f: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.pre_norm, self.wrap = nn.LayerNorm(dim), f
+
+    def forward(self, x: torch.Tensor, **attention_kwargs: object) -> torch.Tensor:
+        return self.wrap(self.pre_norm(x), **attention_kwargs)
+
+
+def build_stack(c: GPTConfig, rates: list[float]) -> nn.Module:
+    """The layers of the GPT in the chosen stack design (see `GPTConfig.stack`)."""
+    if c.stack in ("hyper", "mhc"):
+        if c.placement != "pre":
+            raise ValueError(f"stack={c.stack!r} keeps each branch's pre-norm: it needs placement='pre'")
+        branches = []
+        for i in range(c.layers):
+            attention = CausalSelfAttention(c.dim, c.heads, c.dropout, i, c.value_residual)
+            branches += [PreNormBranch(attention, c.dim), PreNormBranch(MLP(c.dim, c.mlp_ratio * c.dim), c.dim)]
+        design = HyperConnections if c.stack == "hyper" else ManifoldHyperConnections
+        return design(branches, c.dim, c.streams, dynamic=True)
+    blocks = [Block(c, i, (rates[2 * i], rates[2 * i + 1])) for i in range(c.layers)]
+    if c.stack == "dense":
+        return DepthWeightedAverage(blocks)
+    if c.stack != "plain":
+        raise ValueError(f"stack={c.stack!r} is not one of ('plain', 'hyper', 'mhc', 'dense')")
+    return Blocks(blocks)
+
+
 class GPT(nn.Module):
     """Token + learned position embeddings -> `layers` x (attention, MLP) residual blocks -> tied head."""
 
@@ -138,12 +212,7 @@ class GPT(nn.Module):
         self.tok = nn.Embedding(c.vocab_size, c.dim)
         self.pos = nn.Embedding(c.block_size, c.dim)
         self.drop = nn.Dropout(c.dropout)
-        rates = torch.linspace(0, c.drop_path, 2 * c.layers).tolist()
-        blocks = []
-        for i in range(c.layers):
-            blocks.append(sublayer(CausalSelfAttention(c.dim, c.heads, c.dropout, layer=i), c, rates[2 * i]))
-            blocks.append(sublayer(MLP(c.dim, c.mlp_ratio * c.dim, c.dropout), c, rates[2 * i + 1]))
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = build_stack(c, torch.linspace(0, c.drop_path, 2 * c.layers).tolist())
         self.norm = nn.LayerNorm(c.dim) if c.placement in ("pre", "sandwich") else nn.Identity()  # post ends normed
         self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         self.head.weight = self.tok.weight  # tied (Press & Wolf 2017)
@@ -158,8 +227,8 @@ class GPT(nn.Module):
             raise ValueError(f"sequence of {start + t} tokens is longer than block_size={self.block_size}")
         pos = torch.arange(start, start + t, device=idx.device)
         x = self.drop(self.tok(idx) + self.pos(pos))  # (B, T, C)
-        for block in self.blocks:
-            x = block(x, cache=cache) if isinstance(block.wrap, CausalSelfAttention) else block(x)
+        values = {} if self.config.value_residual is not None else None
+        x = self.blocks(x, cache=cache, values=values)
         return self.head(self.norm(x))  # (B, T, vocab)
 
     @torch.no_grad()
