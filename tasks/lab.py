@@ -13,7 +13,6 @@ diverges is reported as diverged (with its step), and the sweep goes on.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -24,13 +23,12 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger
 
-from residual_kit.files import atomic_write
 from residual_kit.gradient_flow import GradientFlowMonitor, plot_gradient_flow
 from residual_kit.plotting import pyplot
 from tasks.callbacks import DivergenceError, DivergenceGuard, ReproducibleEpochs
-from tasks.cli import TaskCLI, run
+from tasks.cli import TaskCLI, quiet_lightning, run
 from tasks.data.sources import Source
-from tasks.lab_report import markdown_table, mean_std, plot_depth, public, write_report
+from tasks.lab_report import markdown_table, mean_std, plot_depth, public, run_once, write_report
 from tasks.outputs import save_figure, write_csv
 
 Family = Literal["resnet", "lstm"]
@@ -108,19 +106,14 @@ def train_one(
     name = f"{'residual' if residual else 'plain'}{depth}-seed{seed}"
     settings = dict(family=family, depth=depth, residual=residual, seed=seed, epochs=epochs, source=source,
                     options=options, record_every=record_every, limit_batches=limit_batches)  # fmt: skip
-    saved = out / "runs" / name / "result.json"
-    if resume and saved.is_file():
-        try:
-            kept = json.loads(saved.read_text())
-        except json.JSONDecodeError:
-            kept = {}
-        if kept.get("settings") == json.loads(json.dumps(settings)):
-            print(f"{name}: reusing the finished run in {saved} (--resume false trains it again)")
-            return kept["result"]
-    result = _train_one(name, family, depth, residual, seed, epochs, out, source, options, record_every, limit_batches)
-    with atomic_write(saved) as tmp:
-        tmp.write_text(json.dumps({"settings": settings, "result": result}))
-    return result
+    return run_once(
+        out / "runs" / name / "result.json",
+        settings,
+        lambda: _train_one(
+            name, family, depth, residual, seed, epochs, out, source, options, record_every, limit_batches
+        ),
+        resume,
+    )
 
 
 def _train_one(
@@ -316,7 +309,10 @@ def variants(
 def cli_main(args: list[str] | None = None) -> Any:
     from jsonargparse import CLI
 
-    return CLI([depth, variants], args=args)
+    quiet_lightning()
+    from tasks.arena import arena
+
+    return CLI([depth, variants, arena], args=args)
 
 
 if __name__ == "__main__":

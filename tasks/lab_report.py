@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +110,25 @@ def write_report(out: Path, title: str, intro: str, tables: list[tuple[str, str]
 
 def public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+
+
+def run_once(
+    saved: Path, settings: dict[str, Any], train: Callable[[], dict[str, Any]], resume: bool
+) -> dict[str, Any]:
+    """`train()`'s result, kept in `saved` (JSON) with the settings that made it.
+
+    With `resume`, a run whose settings match is read back instead of trained again, so a killed sweep
+    picks up where it stopped.
+    """
+    if resume and saved.is_file():
+        try:
+            kept = json.loads(saved.read_text())
+        except json.JSONDecodeError:
+            kept = {}
+        if kept.get("settings") == json.loads(json.dumps(settings)):
+            print(f"{saved.parent.name}: reusing the finished run in {saved} (--resume false trains it again)")
+            return kept["result"]
+    result = train()
+    with atomic_write(saved) as tmp:
+        tmp.write_text(json.dumps({"settings": settings, "result": result}))
+    return result

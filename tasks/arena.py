@@ -1,0 +1,283 @@
+"""The arena: one GPT, one text, one budget, every residual design, several depths, several seeds.
+
+python -m tasks.lab arena                                        # the CPU default (2 CPU cores)
+python -m tasks.lab arena --depths '[12, 24, 48]' --steps 1000 --dim 256   # a GPU-sized run
+python -m tasks.lab arena --text_file my_corpus.txt
+
+The task is byte-level language modelling of a real text (default: a fixed set of modules of Python's
+standard library, which every machine has): depth and the residual design matter there from the first
+hundred steps, unlike the digit tasks, which 4 layers solve. Per run: held-out bits per byte at the
+fixed budget, the final training loss, steps to a target loss, parameters and time per step against
+pre-norm; a learning-rate sweep at one depth says how far each design stays trainable; the
+residual stream's RMS and the gradient norm at every layer's input show how each scales with depth.
+Everything goes into `report.md` with tables (mean ± std over seeds) and PNGs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from residual_kit.gradient_flow import GradientFlowMonitor
+from residual_kit.models.gpt import GPT, GPTConfig
+from residual_kit.plotting import pyplot
+from tasks.callbacks import DivergenceError, DivergenceGuard
+from tasks.data.char_text import CharTextDataModule
+from tasks.lab_report import markdown_table, mean_std, run_once, smooth, write_report
+from tasks.outputs import save_figure
+
+DESIGNS: dict[str, dict[str, Any]] = {
+    "post": {"placement": "post"},
+    "pre": {"placement": "pre"},
+    "sandwich": {"placement": "sandwich"},
+    "deepnorm": {"placement": "deepnorm"},
+    "rezero": {"placement": None, "scale": "rezero"},
+    "layerscale": {"placement": "pre", "scale": "layerscale"},
+    "hyper-connections": {"stack": "hyper"},
+    "mHC": {"stack": "mhc"},
+    "value residual": {"value_residual": 0.5},
+    "denseformer": {"stack": "dense"},
+}
+BLOCKS = r"^gpt\.blocks\.(branches\.|blocks\.)?\d+$"  # every layer's (or sub-layer's) module, in depth order
+
+
+class CharLM(pl.LightningModule):
+    """A GPT trained on next-byte prediction with AdamW at a constant learning rate (after `warmup_steps`)."""
+
+    def __init__(self, net: GPTConfig, lr: float = 3e-3, warmup_steps: int = 0) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.gpt = GPT(net)
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(self.gpt(x).flatten(0, 1), y.flatten())
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.log("train/loss", loss)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.log("val/bpb", self.loss(batch) / math.log(2))  # bits per byte
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        h = self.hparams
+        decay = [p for p in self.parameters() if p.dim() >= 2]
+        rest = [p for p in self.parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+                                lr=h.lr, betas=(0.9, 0.95))  # fmt: skip
+        ramp = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, h.warmup_steps)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": ramp, "interval": "step"}}
+
+
+class StepLog(pl.Callback):
+    """The training loss and the wall time of every step."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.seconds: list[float] = []
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, *args: Any) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+        self.losses.append(float(outputs["loss"]))
+
+
+def train_design(design: str, depth: int, seed: int, lr: float, steps: int, dim: int, heads: int,
+                 target: float, text_file: str | None) -> dict[str, Any]:  # fmt: skip
+    """Train one GPT of one design; its numbers, loss curve and per-layer records."""
+    pl.seed_everything(seed, verbose=False)
+    data = CharTextDataModule(text_file, num_train=32 * steps, seed=seed)
+    config = GPTConfig(vocab_size=256, block_size=64, layers=depth, dim=dim, heads=heads, **DESIGNS[design])
+    model = CharLM(config, lr)
+    log = StepLog()
+    flow = GradientFlowMonitor(max(1, steps - 1), blocks=BLOCKS, filename=None)
+    trainer = pl.Trainer(
+        accelerator="auto", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+        gradient_clip_val=1.0, callbacks=[log, flow, DivergenceGuard()],
+    )  # fmt: skip
+    diverged = None
+    try:
+        trainer.fit(model, datamodule=data)
+    except DivergenceError:
+        diverged = trainer.global_step
+    trainer.limit_val_batches = 1.0
+    bpb = math.nan if diverged is not None else trainer.validate(model, datamodule=data, verbose=False)[0]["val/bpb"]
+    curve = smooth(log.losses, 10)
+    reached = next((i + 1 for i, v in enumerate(curve) if v <= target), None)
+    last = flow.history[-1] if flow.history else {"activation_rms": [], "input_grad": []}
+    return {
+        "design": design, "depth": depth, "seed": seed, "lr": lr,
+        "held-out bits/byte": bpb,
+        "final train loss": sum(log.losses[-10:]) / max(1, len(log.losses[-10:])) if log.losses else math.nan,
+        "steps to target": reached if reached is not None else math.nan,
+        "diverged at": "no" if diverged is None else diverged,
+        "params": sum(p.numel() for p in model.parameters()),
+        "ms/step": 1e3 * sorted(log.seconds)[len(log.seconds) // 2] if log.seconds else math.nan,
+        "_losses": log.losses, "_rms": last["activation_rms"], "_grad": last["input_grad"],
+    }  # fmt: skip
+
+
+def unigram_bits(text_file: str | None) -> float:
+    """The entropy of the training bytes' histogram: a model that learned nothing of order reaches this."""
+    data = CharTextDataModule(text_file)
+    data.setup("fit")
+    counts = torch.bincount(data.train_set.data.long(), minlength=256).float()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log2()).sum())
+
+
+def arena(
+    designs: list[str] | None = None,
+    depths: list[int] | None = None,
+    seeds: list[int] | None = None,
+    steps: int = 120,
+    dim: int = 64,
+    heads: int = 4,
+    lr: float = 3e-3,
+    sweep: list[float] | None = None,
+    sweep_depth: int = 12,
+    target: float = 2.5,
+    text_file: str | None = None,
+    out: str = "runs/lab/arena",
+    resume: bool = True,
+) -> Path:
+    """Every residual design on the same GPT, text, budget and seeds, at several depths (see the module doc).
+
+    Args:
+        designs: names from `tasks.arena.DESIGNS`; default all.
+        depths: GPT layers (each an attention and an MLP sub-layer).
+        seeds: seeds per design and depth.
+        steps: training steps of batch 32 x 64 bytes per run.
+        dim: width; heads: attention heads.
+        lr: AdamW learning rate of the main runs (constant, no warm-up: the designs' own stability shows).
+        sweep: learning rates of the stability sweep (seed 0, depth `sweep_depth`).
+        target: training loss (nats per byte) for "steps to target".
+        text_file: the text to model; default: the standard-library corpus.
+        out: folder for report.md, results.csv and the PNGs.
+        resume: reuse finished runs of the same settings in `out` (a killed arena goes on).
+    """
+    designs, depths = designs or list(DESIGNS), depths or [6, 12, 24]
+    seeds, sweep, folder = seeds or [0, 1, 2], sweep or [1e-3, 3e-3, 1e-2, 3e-2], Path(out)
+    unknown = [d for d in designs if d not in DESIGNS]
+    if unknown:
+        raise ValueError(f"unknown designs {unknown}; choose from {list(DESIGNS)}")
+
+    def one(design: str, depth: int, seed: int, rate: float) -> dict[str, Any]:
+        settings = dict(design=design, depth=depth, seed=seed, lr=rate, steps=steps, dim=dim, heads=heads,
+                        target=target, text_file=text_file)  # fmt: skip
+        name = f"{design.replace(' ', '_')}-L{depth}-seed{seed}-lr{rate:g}"
+        train = lambda: train_design(design, depth, seed, rate, steps, dim, heads, target, text_file)  # noqa: E731
+        return run_once(folder / "runs" / name / "result.json", settings, train, resume)
+
+    runs = [one(d, depth, s, lr) for depth in depths for d in designs for s in seeds]
+    swept = [one(d, sweep_depth, seeds[0], rate) for d in designs for rate in sweep]
+    unigram = unigram_bits(text_file)
+    tables = [
+        ("Held-out bits per byte (mean ± std over seeds)", markdown_table(summary(runs, designs, depths))),
+        ("Stability: bits per byte by learning rate", markdown_table(stability(swept, designs, sweep, unigram))),
+        ("Cost against pre-norm at each depth (median over seeds)", markdown_table(cost(runs, designs, depths))),
+    ]
+    figs = plot_arena(runs, designs, depths, folder)
+    intro = (
+        f"GPT width {dim}, {heads} heads, 64 bytes of context, batch 32, {steps} steps of AdamW at lr {lr} with no "
+        f"warm-up, gradient clipping 1.0; seeds {seeds}; text: {text_file or 'the standard-library corpus'}. "
+        f"Unigram entropy of the training bytes: {unigram:.2f} bits. A run that trains ends below it; "
+        f"'steps to target' counts steps until the smoothed training loss reaches {target} nats."
+    )
+    path = write_report(folder, "Residual arena", intro, tables, figs)
+    for _, table in tables:
+        print(table + "\n")
+    print(f"report: {path}")
+    return path
+
+
+def summary(runs: list[dict[str, Any]], designs: list[str], depths: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    for design in designs:
+        row: dict[str, Any] = {"design": design}
+        for depth in depths:
+            mine = [r for r in runs if r["design"] == design and r["depth"] == depth]
+            mean, std = mean_std([r["held-out bits/byte"] for r in mine])
+            steps = mean_std([r["steps to target"] for r in mine])[0]
+            bad = sum(r["diverged at"] != "no" for r in mine)
+            row[f"{depth} layers"] = f"{mean:.3f} ± {std:.3f}" + (f" ({bad} diverged)" if bad else "")
+            row[f"steps to target, {depth}"] = "—" if math.isnan(steps) else f"{steps:.0f}"
+        rows.append(row)
+    return rows
+
+
+def stability(swept: list[dict[str, Any]], designs: list[str], rates: list[float], unigram: float) -> list[dict]:
+    rows = []
+    for design in designs:
+        row: dict[str, Any] = {"design": design}
+        trains = []
+        for rate in rates:
+            (r,) = [r for r in swept if r["design"] == design and r["lr"] == rate]
+            bpb = r["held-out bits/byte"]
+            row[f"lr {rate:g}"] = "diverged" if r["diverged at"] != "no" else f"{bpb:.3f}"
+            if bpb < unigram:
+                trains.append(rate)
+        row["largest lr that trains"] = f"{max(trains):g}" if trains else "none"
+        rows.append(row)
+    return rows
+
+
+def cost(runs: list[dict[str, Any]], designs: list[str], depths: list[int]) -> list[dict[str, Any]]:
+    def median(design: str, depth: int, key: str) -> float:
+        values = sorted(r[key] for r in runs if r["design"] == design and r["depth"] == depth)
+        return values[len(values) // 2]
+
+    rows = []
+    for design in designs:
+        row: dict[str, Any] = {"design": design}
+        for depth in depths:
+            base_ms, base_p = median("pre", depth, "ms/step"), median("pre", depth, "params")
+            row[f"time/step, {depth}"] = f"{median(design, depth, 'ms/step') / base_ms:.2f}×"
+            row[f"params, {depth}"] = f"{median(design, depth, 'params') / base_p:.3f}×"
+        rows.append(row)
+    return rows
+
+
+def plot_arena(runs: list[dict[str, Any]], designs: list[str], depths: list[int], out: Path) -> dict[str, Path]:
+    plt = pyplot()
+    colors = dict(zip(designs, plt.get_cmap("tab10")(range(len(designs))), strict=False))
+    seed0 = min(r["seed"] for r in runs)
+    figs = {}
+    mid, deep = depths[len(depths) // 2], depths[-1]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in runs:
+        if r["depth"] == mid and r["seed"] == seed0:
+            ax.plot(smooth(r["_losses"], 10), color=colors[r["design"]], label=r["design"])
+    ax.set(title=f"training loss, {mid} layers, seed {seed0}", xlabel="step", ylabel="nats per byte")
+    ax.legend(fontsize=8)
+    figs["loss"] = save_figure(fig, out / "loss_curves.png")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for design in designs:
+        stats = [mean_std([r["held-out bits/byte"] for r in runs if r["design"] == design and r["depth"] == d])
+                 for d in depths]  # fmt: skip
+        ax.errorbar(depths, [m for m, _ in stats], yerr=[s for _, s in stats], fmt="-o", capsize=3,
+                    color=colors[design], label=design)  # fmt: skip
+    ax.set(title="held-out bits per byte against depth", xlabel="layers", xticks=depths)
+    ax.legend(fontsize=8)
+    figs["depth"] = save_figure(fig, out / "bits_vs_depth.png")
+    for key, title, name in (("_rms", "RMS of each layer's input", "stream_rms"),
+                             ("_grad", "‖dL/dx‖ at each layer's input", "grad_norm")):  # fmt: skip
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for r in runs:
+            if r["depth"] == deep and r["seed"] == seed0 and r[key]:
+                ax.plot(r[key], color=colors[r["design"]], label=r["design"])
+        ax.set(title=f"{title}, {deep} layers, end of training", xlabel="sub-layer (input → output)", yscale="log")
+        ax.legend(fontsize=8)
+        figs[name] = save_figure(fig, out / f"{name}.png")
+    return figs
