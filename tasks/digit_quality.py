@@ -138,7 +138,7 @@ class GANEvaluation(Callback):
 
     Args:
         classifier_path: digit classifier (a `tasks.resnet` .ckpt or a state dict .pt); None: the cached
-            one under `$XDG_CACHE_HOME/residual_kit/`, trained once (~2 min, with a progress bar) if absent.
+            one under `$XDG_CACHE_HOME/residual_kit/`, trained once (under a minute, with a progress bar) if absent.
         samples: generated digits per evaluation (split across processes).
         confidence: the judge's confidence a digit needs to count as recognisable.
         legible: the share of recognisable digits a checkpoint needs before its digit-FID counts.
