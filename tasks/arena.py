@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from residual_kit.gradient_flow import GradientFlowMonitor
 from residual_kit.models.gpt import GPT, GPTConfig
 from residual_kit.plotting import pyplot
-from tasks.callbacks import DivergenceError, DivergenceGuard
+from tasks.callbacks import DivergenceGuard, fit_or_diverged
 from tasks.data.char_text import CharTextDataModule
 from tasks.lab_report import markdown_table, mean_std, run_once, smooth, write_report
 from tasks.outputs import save_figure
@@ -106,11 +106,7 @@ def train_design(design: str, depth: int, seed: int, lr: float, steps: int, dim:
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
         gradient_clip_val=1.0, callbacks=[log, flow, DivergenceGuard()],
     )  # fmt: skip
-    diverged = None
-    try:
-        trainer.fit(model, datamodule=data)
-    except DivergenceError:
-        diverged = trainer.global_step
+    diverged = fit_or_diverged(trainer, model, data)
     trainer.limit_val_batches = 1.0
     bpb = math.nan if diverged is not None else trainer.validate(model, datamodule=data, verbose=False)[0]["val/bpb"]
     curve = smooth(log.losses, 10)

@@ -121,6 +121,15 @@ class DivergenceGuard(Callback):
         check_finite_batch(batch, f"training batch {i} of epoch {trainer.current_epoch}")
 
 
+def fit_or_diverged(trainer: pl.Trainer, model: pl.LightningModule, data: pl.LightningDataModule) -> int | None:
+    """`trainer.fit`, for sweeps that report a divergence instead of stopping: the step it diverged at, or None."""
+    try:
+        trainer.fit(model, datamodule=data)
+    except DivergenceError:
+        return trainer.global_step
+    return None
+
+
 def check_finite_batch(batch: Any, where: str) -> None:
     """Refuse a batch with NaN or infinite inputs before it reaches the weights."""
     tensors = [batch] if isinstance(batch, torch.Tensor) else batch if isinstance(batch, (list, tuple)) else []
@@ -201,4 +210,4 @@ def _leaves(loaders: Any) -> list[Any]:
     return [loaders]
 
 
-__all__ = ["DivergenceError", "DivergenceGuard", "ReproducibleEpochs", "check_finite_batch"]
+__all__ = ["DivergenceError", "DivergenceGuard", "ReproducibleEpochs", "check_finite_batch", "fit_or_diverged"]

@@ -25,7 +25,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from residual_kit.gradient_flow import GradientFlowMonitor, plot_gradient_flow
 from residual_kit.plotting import pyplot
-from tasks.callbacks import DivergenceError, DivergenceGuard, ReproducibleEpochs
+from tasks.callbacks import DivergenceGuard, ReproducibleEpochs, fit_or_diverged
 from tasks.cli import TaskCLI, quiet_lightning, run
 from tasks.data.sources import Source
 from tasks.lab_report import markdown_table, mean_std, plot_depth, public, run_once, write_report
@@ -133,11 +133,8 @@ def _train_one(
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         limit_train_batches=limit_batches, limit_val_batches=0,
     )  # fmt: skip
-    diverged = None
-    try:
-        trainer.fit(model, datamodule=data)
-    except DivergenceError:
-        diverged = trainer.global_step
+    diverged = fit_or_diverged(trainer, model, data)
+    if diverged is not None:
         print(f"{name}: diverged at step {diverged}; reported as such")
     train_metric = trainer.callback_metrics.get(f"train/{spec.metric}")  # read before test resets them
     test = {} if diverged is not None else trainer.test(model, datamodule=data, verbose=False)[0]

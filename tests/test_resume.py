@@ -89,10 +89,10 @@ def assert_same(a, b, where: str = "") -> None:
             assert_same(x, y, f"{where}[{i}]")
 
 
-@pytest.mark.parametrize("task", list(TASKS))
-def test_kill_and_resume_equals_a_straight_run(task, tmp_path, monkeypatch, judge_path):
+def straight_and_killed_then_resumed(task, extra, stop, tmp_path, monkeypatch, judge_path):
+    """Run `fit` straight, and again killed by the callback `stop` and resumed with `--ckpt_path last`."""
     cli_main = importlib.import_module(f"tasks.{task}").cli_main
-    args = ["fit", *COMMON, *TASKS[task]]
+    args = ["fit", *COMMON, *TASKS[task], *extra]
     if task == "gan":
         args.append(f"--evaluation.classifier_path={judge_path}")
     for run in ("straight", "resumed"):
@@ -100,12 +100,12 @@ def test_kill_and_resume_equals_a_straight_run(task, tmp_path, monkeypatch, judg
     monkeypatch.chdir(tmp_path / "straight")
     cli_main(args)
     monkeypatch.chdir(tmp_path / "resumed")
-    killed = cli_main([*args, f"--trainer.callbacks+={__name__}.StopAfterFirstEpoch"])
-    assert killed.trainer.current_epoch == 1
+    killed = cli_main([*args, f"--trainer.callbacks+={__name__}.{stop}"])
     resumed = cli_main([*args, "--ckpt_path=last"])
-    assert resumed.trainer.current_epoch == 2
-    assert len(list((tmp_path / "resumed").glob("runs/*/version_*"))) == 2  # the killed run's folder is kept
+    return killed, resumed
 
+
+def assert_same_run(tmp_path) -> None:
     straight, again = last_checkpoint(tmp_path / "straight"), last_checkpoint(tmp_path / "resumed")
     assert straight["global_step"] == again["global_step"] > 0
     assert_same(straight["state_dict"], again["state_dict"], "state_dict")  # bit for bit on CPU
@@ -114,30 +114,23 @@ def test_kill_and_resume_equals_a_straight_run(task, tmp_path, monkeypatch, judg
 
 
 @pytest.mark.parametrize("task", list(TASKS))
+def test_kill_and_resume_equals_a_straight_run(task, tmp_path, monkeypatch, judge_path):
+    killed, resumed = straight_and_killed_then_resumed(task, [], "StopAfterFirstEpoch", tmp_path, monkeypatch,
+                                                       judge_path)  # fmt: skip
+    assert killed.trainer.current_epoch == 1 and resumed.trainer.current_epoch == 2
+    assert len(list((tmp_path / "resumed").glob("runs/*/version_*"))) == 2  # the killed run's folder is kept
+    assert_same_run(tmp_path)
+
+
+@pytest.mark.parametrize("task", list(TASKS))
 def test_kill_mid_epoch_and_resume_equals_a_straight_run(task, tmp_path, monkeypatch, judge_path):
     """Validation (and so last.ckpt) twice per 4-batch epoch: the kill comes after batch 2 of epoch 2."""
-    cli_main = importlib.import_module(f"tasks.{task}").cli_main
-    cadence = [
-        "--trainer.limit_train_batches=4",
-        "--trainer.val_check_interval=2",
-        "--trainer.check_val_every_n_epoch=1",
-    ]
-    args = ["fit", *COMMON, *TASKS[task], *cadence]
-    if task == "gan":
-        args.append(f"--evaluation.classifier_path={judge_path}")
-    for run in ("straight", "resumed"):
-        (tmp_path / run).mkdir()
-    monkeypatch.chdir(tmp_path / "straight")
-    cli_main(args)
-    monkeypatch.chdir(tmp_path / "resumed")
-    killed = cli_main([*args, f"--trainer.callbacks+={__name__}.StopAtFirstValidationOfSecondEpoch"])
+    cadence = ["--trainer.limit_train_batches=4", "--trainer.val_check_interval=2",
+               "--trainer.check_val_every_n_epoch=1"]  # fmt: skip
+    killed, _ = straight_and_killed_then_resumed(task, cadence, "StopAtFirstValidationOfSecondEpoch", tmp_path,
+                                                 monkeypatch, judge_path)  # fmt: skip
     assert killed.trainer.fit_loop.epoch_loop.batch_progress.current.completed == 2  # mid-epoch
-    cli_main([*args, "--ckpt_path=last"])
-    straight, again = last_checkpoint(tmp_path / "straight"), last_checkpoint(tmp_path / "resumed")
-    assert straight["global_step"] == again["global_step"] > 0
-    assert_same(straight["state_dict"], again["state_dict"], "state_dict")
-    assert_same(straight["optimizer_states"], again["optimizer_states"], "optimizer")
-    assert_same(straight["lr_schedulers"], again["lr_schedulers"], "scheduler")
+    assert_same_run(tmp_path)
 
 
 def test_resume_last_with_nothing_to_resume_says_so(tmp_path, monkeypatch):

@@ -1,0 +1,48 @@
+"""The arena end to end at a tiny size, and its data: a user's text file, or the standard library."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.data.char_text import CharTextDataModule, stdlib_text
+from tasks.lab import cli_main
+
+
+def test_arena_writes_its_report_with_every_table(tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text("def add(a, b):\n    return a + b\n" * 400)
+    out = tmp_path / "arena"
+    cli_main(["arena", "--designs", '["pre", "hyper-connections", "denseformer"]', "--depths", "[1, 2]",
+              "--seeds", "[0]", "--steps", "4", "--sweep", "[0.001]", "--sweep_depth", "1", f"--text_file={text}",
+              f"--out={out}"])  # fmt: skip
+    report = (out / "report.md").read_text()
+    for heading in ("Held-out bits per byte", "Stability", "Cost against pre-norm"):
+        assert heading in report
+    assert "| hyper-connections |" in report
+    for png in ("loss_curves.png", "bits_vs_depth.png", "stream_rms.png", "grad_norm.png"):
+        assert (out / png).stat().st_size > 1000
+
+
+def test_unknown_design_is_named():
+    with pytest.raises(ValueError, match="unknown designs \\['pre-nrom'\\]"):
+        cli_main(["arena", "--designs", '["pre-nrom"]'])
+
+
+def test_text_windows_predict_the_next_byte(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_bytes(bytes(range(256)) * 20)
+    dm = CharTextDataModule(str(text), block_size=16, num_train=8, num_val=4)
+    dm.setup("fit")
+    x, y = dm.train_set[0]
+    assert x.shape == y.shape == (16,) and (y[:-1] == x[1:]).all()
+    assert len(dm.val_set) == 4
+
+
+def test_missing_text_file_is_named(tmp_path):
+    dm = CharTextDataModule(str(tmp_path / "nope.txt"))
+    with pytest.raises(FileNotFoundError, match=r"nope\.txt does not exist"):
+        dm.setup("fit")
+
+
+def test_default_corpus_is_the_standard_library():
+    assert len(stdlib_text()) > 300_000
