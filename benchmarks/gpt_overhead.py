@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.reference_gpt import HandWrittenGPT
-from benchmarks.timing import compare, default_device, parser, print_report, step_fn
+from benchmarks.timing import compare, default_device, parser, print_report, step_fn, twins
 from residual_kit.models.gpt import GPT, GPTConfig
 
 
@@ -27,15 +27,10 @@ def main() -> None:
     theirs = HandWrittenGPT(config).to(device)
     theirs.load_state_dict(ours.state_dict())
     idx = torch.randint(0, 16, (args.batch_size, 13), device=device)
-    with torch.no_grad():
-        diff = (ours.eval()(idx) - theirs.eval()(idx)).abs().max().item()
+    diff, modes = twins(ours, theirs, idx, no_compile=args.no_compile)
     params = sum(p.numel() for p in ours.parameters())
     print(f"device={device}  threads={args.threads or torch.get_num_threads()}  batch={args.batch_size}  "
           f"params={params:,}  max |output difference|={diff:.1e}")  # fmt: skip
-    ours.train(), theirs.train()
-    modes = [("eager", ours, theirs)]
-    if not args.no_compile:
-        modes.append(("compiled", torch.compile(ours), torch.compile(theirs)))
     for mode, a, b in modes:
         loss = lambda m: F.cross_entropy(m(idx[:, :-1]).flatten(0, 1), idx[:, 1:].flatten())  # noqa: E731
         adamw = {m: torch.optim.AdamW(m.parameters(), lr=1e-3) for m in (a, b)}

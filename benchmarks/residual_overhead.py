@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.reference_resnet import HandWrittenResNet, copy_weights
-from benchmarks.timing import compare, default_device, parser, print_report, step_fn
+from benchmarks.timing import compare, default_device, parser, print_report, step_fn, twins
 from residual_kit.models import create_model
 
 
@@ -26,14 +26,9 @@ def main() -> None:
     copy_weights(ours, theirs)
     x = torch.randn(args.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
-    with torch.no_grad():
-        diff = (ours.eval()(x) - theirs.eval()(x)).abs().max().item()
+    diff, modes = twins(ours, theirs, x, no_compile=args.no_compile)
     print(f"device={device}  threads={args.threads or torch.get_num_threads()}  batch={args.batch_size}  "
           f"max |output difference| with copied weights={diff:.1e}")  # fmt: skip
-    ours.train(), theirs.train()
-    modes = [("eager", ours, theirs)]
-    if not args.no_compile:
-        modes.append(("compiled", torch.compile(ours), torch.compile(theirs)))
     for mode, a, b in modes:
         loss = lambda m: F.cross_entropy(m(x), y)  # noqa: E731
         steps = {"hand-written": step_fn(b, loss), "residual-kit": step_fn(a, loss)}

@@ -29,6 +29,18 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def twins(ours: torch.nn.Module, theirs: torch.nn.Module, *inputs: torch.Tensor, no_compile: bool = False) -> tuple:
+    """The two nets' max output difference in eval mode (0.0 with copied weights), then (mode, ours, theirs) pairs:
+    eager, and compiled unless `no_compile`; both nets are left in train mode."""
+    with torch.no_grad():
+        diff = (ours.eval()(*inputs) - theirs.eval()(*inputs)).abs().max().item()
+    ours.train(), theirs.train()
+    modes = [("eager", ours, theirs)]
+    if not no_compile:
+        modes.append(("compiled", torch.compile(ours), torch.compile(theirs)))
+    return diff, modes
+
+
 def step_fn(model: torch.nn.Module, loss: Callable[[torch.nn.Module], torch.Tensor], opt: object = None) -> object:
     """One timed step: loss(model).backward(), then `opt.step()` when an optimiser is given."""
     device = next(model.parameters()).device
