@@ -1,26 +1,39 @@
 """residual-kit: one combinator, `Residual`, that turns any module f into a residual block x + f(x)."""
 
+from .activation import ACTIVATIONS
 from .deepnorm import deepnorm_alpha, deepnorm_beta, deepnorm_init_, deepnorm_residual
-from .drop_path import DropPath, drop_path
-from .merge import Add, ConcatFuse, GatedMerge, ScaledAdd
+from .drop_path import DropPath, drop_path, drop_path_rates
+from .merge import MERGES, Add, ConcatFuse, GatedMerge, ScaledAdd
 from .norm import NORMS, MoveAxis, make_norm
+from .registry import Registry
 from .residual import Residual
-from .scale import LayerScale, LearnableScale, ReZero, Scale
-from .shortcut import InferredShortcut, PadShortcut, Projection
+from .scale import SCALES, LayerScale, LearnableScale, ReZero, Scale
+from .shortcut import SHORTCUTS, InferredShortcut, PadShortcut, Projection
+from .stack import STACKS, DepthWeightedAverage, HyperConnections, ManifoldHyperConnections, PlainStack
 
 __all__ = [
+    "ACTIVATIONS",
+    "MERGES",
     "NORMS",
+    "SCALES",
+    "SHORTCUTS",
+    "STACKS",
     "Add",
     "ConcatFuse",
+    "DepthWeightedAverage",
     "DropPath",
     "GatedMerge",
+    "HyperConnections",
     "InferredShortcut",
     "LayerScale",
     "LearnableScale",
+    "ManifoldHyperConnections",
     "MoveAxis",
     "PadShortcut",
+    "PlainStack",
     "Projection",
     "ReZero",
+    "Registry",
     "Residual",
     "Scale",
     "ScaledAdd",
@@ -29,6 +42,7 @@ __all__ = [
     "deepnorm_init_",
     "deepnorm_residual",
     "drop_path",
+    "drop_path_rates",
     "make_norm",
 ]
 __version__ = "0.2.0"

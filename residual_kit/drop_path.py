@@ -19,6 +19,19 @@ def drop_path(x: torch.Tensor, p: float = 0.0, training: bool = False, scale_by_
     return x * mask
 
 
+def drop_path_rates(rate: float, blocks: int) -> list[float]:
+    """Per-block drop-path probabilities rising linearly from 0 to `rate` at the last block.
+
+    The linear decay rule of stochastic depth (Huang et al. 2016, Eq. 4), as timm's
+    `calculate_drop_path_rates`: the first block is always kept, the deepest is dropped most.
+    """
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"drop_path rate must be in [0, 1], got {rate}")
+    if blocks < 1:
+        raise ValueError(f"drop_path_rates needs at least one block, got {blocks}")
+    return [rate * i / max(1, blocks - 1) for i in range(blocks)]
+
+
 class DropPath(nn.Module):
     """Module form of `drop_path`; the identity in eval mode.
 
@@ -36,6 +49,9 @@ class DropPath(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return drop_path(x, self.p, self.training, self.scale_by_keep)
+
+    def formula(self, fx: str) -> str:
+        return f"drop_path({fx}, p={self.p})"
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

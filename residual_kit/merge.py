@@ -6,27 +6,49 @@ import torch
 from torch import nn
 
 from .layout import DataFormat, check_data_format, feature_axis
+from .registry import Registry
 
 
 class Add(nn.Module):
-    """y = s + b, the residual merge of He et al. 2015."""
+    """y = s + b, the residual merge of He et al. 2015.
+
+    Args:
+        inplace: write the sum into b, as torchvision's `out += identity` (one allocation less per
+            block). Only for a builder that knows its branch: b must be a fresh tensor that the branch's
+            backward does not need (it ends in a conv, a Linear or a norm), never x or a view of it.
+    """
+
+    fresh = True  # the output is a new tensor (or the branch's own), never the caller's x
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
 
     def forward(self, s: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return s + b
+        return b.add_(s) if self.inplace else s + b
+
+    def formula(self, sx: str, fx: str) -> str:
+        return f"{sx} + {fx}"
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
-class ScaledAdd(nn.Module):
+class ScaledAdd(Add):
     """y = alpha * s + b: DeepNet's up-weighted shortcut (use with post-norm, see `deepnorm_alpha`)."""
 
-    def __init__(self, alpha: float) -> None:
-        super().__init__()
+    def __init__(self, alpha: float, inplace: bool = False) -> None:
+        super().__init__(inplace)
         self.alpha = float(alpha)
 
     def forward(self, s: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.alpha * s + b
+        return b.add_(s, alpha=self.alpha) if self.inplace else self.alpha * s + b
+
+    def formula(self, sx: str, fx: str) -> str:
+        return f"{self.alpha:.4g}·{sx} + {fx}"
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha:.4g}"
+        return f"alpha={self.alpha:.4g}" + (", inplace=True" if self.inplace else "")
 
 
 def _pointwise(in_dim: int, out_dim: int, data_format: DataFormat) -> nn.Module:
@@ -51,9 +73,14 @@ class GatedMerge(nn.Module):
         self.gate_bias = gate_bias
         nn.init.constant_(self.gate.bias, gate_bias)
 
+    fresh = True
+
     def forward(self, s: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         t = torch.sigmoid(self.gate(s))
         return t * b + (1 - t) * s
+
+    def formula(self, sx: str, fx: str) -> str:
+        return f"T⊙{fx} + (1-T)⊙{sx}, T = σ(W·{sx})"
 
     def extra_repr(self) -> str:
         return f"gate_bias={self.gate_bias}"
@@ -81,5 +108,32 @@ class ConcatFuse(nn.Module):
         self.axis = feature_axis(check_data_format(data_format))
         self.fuse = _pointwise(dim + branch_dim, out_dim or branch_dim, data_format)
 
+    fresh = True
+    reshapes = True  # s and b may differ in width
+
     def forward(self, s: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.fuse(torch.cat([s, b], dim=self.axis))
+
+    def formula(self, sx: str, fx: str) -> str:
+        return f"W·[{sx}; {fx}]"
+
+
+def _weighted(dim: int | None, out_dim: int | None, name: str) -> tuple[int, int]:
+    if dim is None or out_dim is None:
+        raise ValueError(f"merge={name!r} has weights and needs the widths: pass dim= (and out_dim=)")
+    return dim, out_dim
+
+
+MERGES: Registry = Registry(
+    "merge",
+    {
+        "add": lambda dim, out_dim, data_format: Add(),
+        "gate": lambda dim, out_dim, data_format: GatedMerge(_weighted(dim, out_dim, "gate")[1], data_format),
+        "concat": lambda dim, out_dim, data_format: ConcatFuse(
+            *_weighted(dim, out_dim, "concat"), out_dim, data_format=data_format
+        ),
+    },
+)
+"""Merges by name: builder(shortcut width, branch width, data_format) -> module called as merge(s, b).
+Set `fresh = True` on a merge class whose output is a new tensor, so that the activation after it may
+run in place; `reshapes = True` if s and b may differ in shape."""

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .layout import DataFormat
+from .registry import Registry
 
 NormSpec = Union[str, nn.Module, Callable[[int], nn.Module], None]
 
@@ -53,12 +54,11 @@ def _group(dim: int, data_format: DataFormat) -> nn.Module:
     return norm if data_format == "channels_first" else MoveAxis(norm, -1, 1)
 
 
-NORMS: dict[str, Callable[[int, DataFormat], nn.Module]] = {
-    "layer": _last_axis(nn.LayerNorm),
-    "rms": _last_axis(nn.RMSNorm),
-    "batch": _batch,
-    "group": _group,
-}
+NORMS: Registry = Registry(
+    "norm",
+    {"layer": _last_axis(nn.LayerNorm), "rms": _last_axis(nn.RMSNorm), "batch": _batch, "group": _group},
+)
+"""Norms by name: builder(width, data_format) -> module over the feature axis."""
 
 
 def make_norm(spec: NormSpec, dim: int | None, data_format: DataFormat = "channels_last") -> nn.Module:
@@ -73,11 +73,10 @@ def make_norm(spec: NormSpec, dim: int | None, data_format: DataFormat = "channe
     if isinstance(spec, nn.Module):
         return copy.deepcopy(spec)
     if isinstance(spec, str):
-        if spec not in NORMS:
-            raise ValueError(f"norm={spec!r} is not one of {sorted(NORMS)}; or pass a class, factory or module")
+        build = NORMS.get_builder(spec)
         if dim is None:
             raise ValueError(f"norm={spec!r} needs the feature width: pass dim=<channels>")
-        return NORMS[spec](dim, data_format)
+        return build(dim, data_format)
     if callable(spec):
         if dim is None:
             raise ValueError("a norm class or factory needs the feature width: pass dim=<channels>")

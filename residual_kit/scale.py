@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .layout import DataFormat, broadcast_channels, check_data_format
+from .registry import Registry
 
 
 class Scale(nn.Module):
@@ -17,6 +18,9 @@ class Scale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.value
+
+    def formula(self, fx: str) -> str:
+        return f"{self.value:g}·{fx}"
 
     def extra_repr(self) -> str:
         return f"value={self.value}"
@@ -37,6 +41,9 @@ class LearnableScale(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.weight
 
+    def formula(self, fx: str) -> str:
+        return f"α·{fx}"
+
     def extra_repr(self) -> str:
         return f"init={self.init}"
 
@@ -46,6 +53,9 @@ class ReZero(LearnableScale):
 
     def __init__(self) -> None:
         super().__init__(init=0.0)
+
+    def formula(self, fx: str) -> str:
+        return f"rezero·{fx}"
 
     def extra_repr(self) -> str:
         return ""
@@ -73,5 +83,25 @@ class LayerScale(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * broadcast_channels(self.gamma, x, self.data_format)
 
+    def formula(self, fx: str) -> str:
+        return f"γ⊙{fx}"
+
     def extra_repr(self) -> str:
         return f"dim={self.dim}, init={self.init}, data_format={self.data_format}"
+
+
+def _layerscale(dim: int | None, data_format: DataFormat) -> nn.Module:
+    if dim is None:
+        raise ValueError("scale='layerscale' needs the branch width: pass dim= (and out_dim= if it differs)")
+    return LayerScale(dim, data_format=data_format)
+
+
+SCALES: Registry = Registry(
+    "scale",
+    {
+        "learnable": lambda dim, data_format: LearnableScale(),
+        "rezero": lambda dim, data_format: ReZero(),
+        "layerscale": _layerscale,
+    },
+)
+"""Branch scales by name: builder(branch width or None, data_format) -> module."""

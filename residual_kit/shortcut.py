@@ -12,6 +12,7 @@ from torch.nn.parameter import UninitializedParameter
 
 from .layout import DataFormat, check_data_format
 from .norm import NormSpec, make_norm
+from .registry import Registry
 
 
 class Projection(nn.Sequential):
@@ -45,6 +46,9 @@ class Projection(nn.Sequential):
                 raise ValueError("a channels_last projection cannot subsample: stride must be 1")
             super().__init__(nn.Linear(in_dim, out_dim))
 
+    def formula(self, x: str) -> str:
+        return f"proj({x})"
+
 
 class PadShortcut(nn.Module):
     """Parameter-free option A: subsample by `stride`, then append zero channels up to `out_dim`.
@@ -67,6 +71,9 @@ class PadShortcut(nn.Module):
             return F.pad(x, (0, 0, 0, 0, 0, missing))  # (B, out_dim, H/s, W/s)
         missing = self.out_dim - x.shape[-1]
         return F.pad(x, (0, missing))  # (B, ..., out_dim)
+
+    def formula(self, x: str) -> str:
+        return f"pad({x})"
 
     def extra_repr(self) -> str:
         return f"out_dim={self.out_dim}, stride={self.stride}, data_format={self.data_format}"
@@ -165,5 +172,26 @@ class InferredShortcut(nn.Module):
             )
         return self.path(x)
 
+    def formula(self, x: str) -> str:
+        return f"{'pad' if self.kind == 'pad' else 'proj'}({x})"
+
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, inferred={self.inferred}"
+
+
+def _projection(dim: int | None, out_dim: int | None, stride: int, data_format: DataFormat) -> nn.Module:
+    if dim is None or out_dim is None:
+        return InferredShortcut("projection", data_format)
+    return Projection(dim, out_dim, stride, data_format)
+
+
+def _pad(dim: int | None, out_dim: int | None, stride: int, data_format: DataFormat) -> nn.Module:
+    return InferredShortcut("pad", data_format) if out_dim is None else PadShortcut(out_dim, stride, data_format)
+
+
+SHORTCUTS: Registry = Registry(
+    "shortcut",
+    {"identity": lambda dim, out_dim, stride, data_format: nn.Identity(), "projection": _projection, "pad": _pad},
+)
+"""Shortcuts by name: builder(dim, out_dim, stride, data_format) -> module; a width left None is read
+from the branch's first output (`InferredShortcut`)."""

@@ -14,10 +14,22 @@ crosses layers. Branches map (B, ..., D) -> (B, ..., D) and include their own pr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .registry import Registry
+
+
+class PlainStack(nn.ModuleList):
+    """The plain stack: each residual block after the other, keyword arguments to every block."""
+
+    def forward(self, x: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        for block in self:
+            x = block(x, **kwargs)
+        return x
 
 
 class HyperConnections(nn.Module):
@@ -148,4 +160,37 @@ class DepthWeightedAverage(nn.Module):
         return x
 
 
-__all__ = ["DepthWeightedAverage", "HyperConnections", "ManifoldHyperConnections", "sinkhorn"]
+@dataclass(frozen=True)
+class StackDesign:
+    """One entry of `STACKS`: `build(layers, dim, streams)` -> the stack module.
+
+    `residual_blocks` says what `layers` must be: residual blocks (x + f(x), any norm placement), or
+    bare branches f that include their pre-norm, when the design owns the residual itself (hyper-connections).
+    """
+
+    build: Callable[[Sequence[nn.Module], int, int], nn.Module]
+    residual_blocks: bool
+
+    def __call__(self, layers: Sequence[nn.Module], dim: int, streams: int) -> nn.Module:
+        return self.build(layers, dim, streams)
+
+
+STACKS: Registry[StackDesign] = Registry(
+    "stack",
+    {
+        "plain": StackDesign(lambda layers, dim, n: PlainStack(layers), residual_blocks=True),
+        "dense": StackDesign(lambda layers, dim, n: DepthWeightedAverage(layers), residual_blocks=True),
+        "hyper": StackDesign(lambda layers, dim, n: HyperConnections(layers, dim, n), residual_blocks=False),
+        "mhc": StackDesign(lambda layers, dim, n: ManifoldHyperConnections(layers, dim, n), residual_blocks=False),
+    },
+)
+
+__all__ = [
+    "STACKS",
+    "DepthWeightedAverage",
+    "HyperConnections",
+    "ManifoldHyperConnections",
+    "PlainStack",
+    "StackDesign",
+    "sinkhorn",
+]

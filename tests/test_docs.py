@@ -29,3 +29,14 @@ def test_example_runs(capsys):
     runpy.run_path(str(ROOT / "examples" / "wrap_any_module.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "Residual(y = relu(pad(x) + f(x))" in out and out.rstrip().endswith("True")
+
+
+def test_register_variant_example_runs_and_cleans_up(capsys):
+    from residual_kit import MERGES
+
+    try:
+        runpy.run_path(str(ROOT / "examples" / "register_variant.py"), run_name="__main__")
+    finally:
+        MERGES.pop("convex", None)  # the example registers it for its own process
+    out = capsys.readouterr().out
+    assert "y = (1-λ)·x + λ·f(norm(x))" in out and out.rstrip().endswith("True")

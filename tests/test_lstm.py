@@ -141,3 +141,22 @@ def test_predict_rejects_a_strip_of_the_wrong_height(tmp_path):
     dm.setup("predict")
     with pytest.raises(ValueError, match="28 pixels high"):
         next(iter(dm.predict_dataloader()))
+
+
+def test_dense_lstm_stack_at_init_is_the_plain_stack():
+    x = torch.randn(2, 5, 8)
+    torch.manual_seed(0)
+    plain = LSTMStack(8, 8, layers=3, residual_from=0)
+    torch.manual_seed(0)
+    dense = LSTMStack(8, 8, layers=3, residual_from=0, stack="dense")
+    torch.testing.assert_close(dense(x), plain(x))
+
+
+@pytest.mark.parametrize("stack", ["hyper", "mhc", "dense"])
+def test_lstm_stack_designs_train_and_keep_a_width_changing_first_layer_plain(stack):
+    lstm = LSTMStack(6, 8, layers=3, residual_from=0, stack=stack, drop_path=0.2)
+    assert lstm.residual_layers == 2 and isinstance(lstm.layers[0], torch.nn.LSTM)
+    out = lstm(torch.randn(2, 5, 6))
+    out.square().mean().backward()
+    assert out.shape == (2, 5, 8)
+    assert all(p.grad is not None for p in lstm.parameters())

@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..deepnorm import deepnorm_alpha, deepnorm_beta, deepnorm_init_
+from ..drop_path import drop_path_rates
 from ..merge import ScaledAdd
 from ..residual import Residual
-from ..stack import DepthWeightedAverage, HyperConnections, ManifoldHyperConnections
+from ..stack import STACKS
 
 NormPlacement = Literal["post", "pre", "sandwich", "deepnorm"]
 NORM_PLACEMENTS: tuple[str | None, ...] = ("post", "pre", "sandwich", "deepnorm", None)
@@ -42,7 +43,7 @@ class GPTConfig:
         drop_path: stochastic depth of the last sub-layer, rising linearly from 0.
         placement: norm placement of every sub-layer (see the module docstring).
         scale: branch scale of every sub-layer: None, a float, "learnable", "rezero" or "layerscale".
-        stack: what crosses layers (`residual_kit.stack`): "plain" (x + f(x) per sub-layer), "hyper"
+        stack: what crosses layers, a name in `residual_kit.STACKS`: "plain" (x + f(x) per sub-layer), "hyper"
             (dynamic hyper-connections, `streams` residual streams), "mhc" (manifold-constrained ones),
             "dense" (DenseFormer's depth-weighted average after every layer). "hyper" and "mhc" need
             placement="pre" (the branches keep their pre-norm; the streams replace the addition).
@@ -61,7 +62,7 @@ class GPTConfig:
     drop_path: float = 0.0
     placement: NormPlacement | None = "pre"
     scale: float | str | None = None
-    stack: Literal["plain", "hyper", "mhc", "dense"] = "plain"
+    stack: str = "plain"
     streams: int = 4
     value_residual: float | None = None
 
@@ -161,15 +162,6 @@ class Block(nn.Module):
         return self.mlp(self.attn(x, **attention_kwargs))
 
 
-class Blocks(nn.ModuleList):
-    """The plain stack: each layer after the other, the attention's keyword arguments to every layer."""
-
-    def forward(self, x: torch.Tensor, **attention_kwargs: object) -> torch.Tensor:
-        for block in self:
-            x = block(x, **attention_kwargs)
-        return x
-
-
 class PreNormBranch(nn.Module):
     """f(LN(x)), with no addition: a branch for hyper-connections, which own the residual streams."""
 
@@ -182,22 +174,17 @@ class PreNormBranch(nn.Module):
 
 
 def build_stack(c: GPTConfig, rates: list[float]) -> nn.Module:
-    """The layers of the GPT in the chosen stack design (see `GPTConfig.stack`)."""
-    if c.stack in ("hyper", "mhc"):
-        if c.placement != "pre":
-            raise ValueError(f"stack={c.stack!r} keeps each branch's pre-norm: it needs placement='pre'")
-        branches = []
-        for i in range(c.layers):
-            attention = CausalSelfAttention(c.dim, c.heads, c.dropout, i, c.value_residual)
-            branches += [PreNormBranch(attention, c.dim), PreNormBranch(MLP(c.dim, c.mlp_ratio * c.dim), c.dim)]
-        design = HyperConnections if c.stack == "hyper" else ManifoldHyperConnections
-        return design(branches, c.dim, c.streams, dynamic=True)
-    blocks = [Block(c, i, (rates[2 * i], rates[2 * i + 1])) for i in range(c.layers)]
-    if c.stack == "dense":
-        return DepthWeightedAverage(blocks)
-    if c.stack != "plain":
-        raise ValueError(f"stack={c.stack!r} is not one of ('plain', 'hyper', 'mhc', 'dense')")
-    return Blocks(blocks)
+    """The layers of the GPT in the chosen stack design (a name in `residual_kit.stack.STACKS`)."""
+    design = STACKS.get_builder(c.stack)
+    if design.residual_blocks:
+        return design([Block(c, i, (rates[2 * i], rates[2 * i + 1])) for i in range(c.layers)], c.dim, c.streams)
+    if c.placement != "pre":
+        raise ValueError(f"stack={c.stack!r} keeps each branch's pre-norm: it needs placement='pre'")
+    branches = []
+    for i in range(c.layers):
+        attention = CausalSelfAttention(c.dim, c.heads, c.dropout, i, c.value_residual)
+        branches += [PreNormBranch(attention, c.dim), PreNormBranch(MLP(c.dim, c.mlp_ratio * c.dim), c.dim)]
+    return design(branches, c.dim, c.streams)
 
 
 class GPT(nn.Module):
@@ -212,7 +199,7 @@ class GPT(nn.Module):
         self.tok = nn.Embedding(c.vocab_size, c.dim)
         self.pos = nn.Embedding(c.block_size, c.dim)
         self.drop = nn.Dropout(c.dropout)
-        self.blocks = build_stack(c, torch.linspace(0, c.drop_path, 2 * c.layers).tolist())
+        self.blocks = build_stack(c, drop_path_rates(c.drop_path, 2 * c.layers))
         self.norm = nn.LayerNorm(c.dim) if c.placement in ("pre", "sandwich") else nn.Identity()  # post ends normed
         self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         self.head.weight = self.tok.weight  # tied (Press & Wolf 2017)

@@ -22,13 +22,14 @@ import torch
 from torch import nn
 
 from ..deepnorm import deepnorm_alpha
-from ..merge import ScaledAdd
+from ..drop_path import drop_path_rates
+from ..merge import MERGES, Add, ScaledAdd
 from ..residual import Residual
+from ..shortcut import SHORTCUTS
 
-Shortcut = Literal["pad", "projection"]
+Shortcut = str  # a name in SHORTCUTS: "pad" (option A), "projection" (option B), or a registered one
 Placement = Literal["pre", "post", "deepnorm"]
 BlockKind = Literal["basic", "bottleneck"]
-Merge = Literal["add", "gate", "concat"]
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -96,9 +97,15 @@ def make_block(
         shortcut="identity" if stride == 1 and cin == cout else shortcut,
         scale=scale,
         drop_path=drop_path,
-        merge=ScaledAdd(deepnorm_alpha(num_blocks)) if placement == "deepnorm" else merge,
+        merge=ScaledAdd(deepnorm_alpha(num_blocks), inplace=True) if placement == "deepnorm" else in_place(merge),
         activation=None if preact else "relu",
     )
+
+
+def in_place(merge: str) -> str | nn.Module:
+    """The merge, as `out += identity` where it adds: every branch here ends in a BN or a conv, whose
+    backward does not need its output (torchvision and timm add in place for the same reason)."""
+    return Add(inplace=True) if merge == "add" else merge
 
 
 class ResNet(nn.Module):
@@ -112,13 +119,15 @@ class ResNet(nn.Module):
         in_channels: image channels (1 for digits, 3 for CIFAR-10).
         stem_width: channels after the stem (before the width multiplier).
         width: multiplier on every width.
-        shortcut: "pad" (option A, parameter-free) or "projection" (option B) where a block changes shape.
+        shortcut: where a block changes shape, a name in `SHORTCUTS`: "pad" (option A, parameter-free)
+            or "projection" (option B).
         placement: None (v1), "pre" (v2), "post" (BN after the addition) or "deepnorm" (see the module doc).
         residual: False removes every shortcut (the plain net).
         drop_path: stochastic depth rate of the last block, rising linearly from 0 (Huang et al. 2016).
         scale: branch scale passed to every `Residual` (e.g. "rezero", "layerscale", 0.5).
         zero_init_last: start each v1 branch's last BN at gamma=0, so each block starts as the identity.
-        merge: how shortcut and branch meet: "add"; "gate" (highway); "concat" (concat + 1x1 fuse).
+        merge: how shortcut and branch meet, a name in `MERGES`: "add"; "gate" (highway); "concat"
+            (concat + 1x1 fuse).
     """
 
     def __init__(
@@ -136,13 +145,13 @@ class ResNet(nn.Module):
         drop_path: float = 0.0,
         scale: float | str | None = None,
         zero_init_last: bool = False,
-        merge: Merge = "add",
+        merge: str = "add",
     ) -> None:
         super().__init__()
+        MERGES.check(merge)
+        SHORTCUTS.check(shortcut)
         for name, value, allowed in (
-            ("merge", merge, ("add", "gate", "concat")),
             ("block", block, ("basic", "bottleneck")),
-            ("shortcut", shortcut, ("pad", "projection")),
             ("placement", placement, (None, "pre", "post", "deepnorm")),
         ):
             if value not in allowed:
@@ -159,6 +168,7 @@ class ResNet(nn.Module):
         )
 
         total, index, cin = sum(layers), 0, stem
+        rates = drop_path_rates(drop_path, total)
         stages = []
         for stage, (n, w) in enumerate(zip(layers, widths, strict=True)):
             cout = max(1, round(w * width)) * expansion
@@ -166,10 +176,8 @@ class ResNet(nn.Module):
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
                 branch = (basic_branch if block == "basic" else bottleneck_branch)(cin, cout, stride, preact)
-                rate = drop_path * index / max(1, total - 1)
-                blocks.append(
-                    make_block(branch, cin, cout, stride, shortcut, placement, residual, total, rate, scale, merge)
-                )
+                options = (shortcut, placement, residual, total, rates[index], scale, merge)
+                blocks.append(make_block(branch, cin, cout, stride, *options))
                 cin, index = cout, index + 1
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
@@ -250,7 +258,7 @@ class ResNetConfig:
     shortcut: Shortcut | None = None
     residual: bool = True
     scale: float | str | None = None
-    merge: Merge = "add"
+    merge: str = "add"
     drop_path: float = 0.0
     zero_init_last: bool = False
 
