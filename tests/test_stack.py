@@ -113,3 +113,55 @@ def test_each_design_compiles_fullgraph(design):
     stack = design(branches(), D) if design is not DepthWeightedAverage else design(branches())
     x = torch.randn(2, 3, D)
     torch.testing.assert_close(torch.compile(stack, fullgraph=True, backend="eager")(x), stack(x))
+
+
+DDP_DESIGNS = {
+    "plain": {},
+    "hyper": {"stack": "hyper"},
+    "mhc": {"stack": "mhc"},
+    "dense": {"stack": "dense"},
+    "value residual": {"value_residual": 0.5},
+    "fixup": {"placement": None, "scale": "learnable", "init": "fixup"},
+}
+
+
+def _ddp_worker(rank: int, world: int, port: int, results: dict) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from residual_kit.models.gpt import GPT, GPTConfig
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        for name, options in DDP_DESIGNS.items():
+            torch.manual_seed(0)  # the same weights on both ranks
+            model = DistributedDataParallel(GPT(GPTConfig(vocab_size=16, block_size=8, layers=2, dim=16, heads=2,
+                                                          **options)))  # fmt: skip
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+            torch.manual_seed(1 + rank)  # different batches per rank
+            for _ in range(2):
+                idx = torch.randint(0, 16, (4, 8))
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(idx[:, :-1]).flatten(0, 1), idx[:, 1:].flatten()).backward()
+                opt.step()
+            flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+            gathered = [torch.empty_like(flat) for _ in range(world)]
+            dist.all_gather(gathered, flat)
+            if rank == 0:
+                results[name] = (gathered[0] - gathered[1]).abs().max().item()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_every_stack_design_trains_under_ddp_with_synchronised_weights():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_ddp_worker, args=(2, port, results), nprocs=2, join=True)
+        assert dict(results) == dict.fromkeys(DDP_DESIGNS, 0.0)

@@ -20,10 +20,11 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-# every norm placement, and ReZero (no norm, a zero-initialised branch scale)
+# every norm placement, ReZero (no norm, a zero-initialised branch scale) and Fixup (no norm, Fixup's init)
 DESIGNS: dict[str, dict] = {
     **{p: {"placement": p} for p in ("post", "pre", "sandwich", "deepnorm")},
     "rezero": {"placement": None, "scale": "rezero"},
+    "fixup": {"placement": None, "scale": "learnable", "init": "fixup"},
 }
 
 

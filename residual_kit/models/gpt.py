@@ -20,6 +20,7 @@ from torch import nn
 
 from ..deepnorm import deepnorm_alpha, deepnorm_beta, deepnorm_init_
 from ..drop_path import drop_path_rates
+from ..init import fixup_init_, scale_last_, zero_init_last_
 from ..merge import ScaledAdd
 from ..residual import Residual
 from ..stack import STACKS
@@ -48,6 +49,9 @@ class GPTConfig:
             "dense" (DenseFormer's depth-weighted average after every layer). "hyper" and "mhc" need
             placement="pre" (the branches keep their pre-norm; the streams replace the addition).
         streams: residual streams of "hyper" and "mhc".
+        init: depth-aware initialisation (`residual_kit.init`): "default" (torch's), "zero_last" (every
+            branch's last layer at zero), "gpt2" (last layers scaled by 1/sqrt(2 layers)), "fixup" (Fixup,
+            for placement=None with scale="learnable": training with no norm at all).
         value_residual: ResFormer's value residual (Zhou et al. 2024): every attention layer's values
             become (1 - mix) v + mix v_1, with v_1 the first layer's; None (or 0) is the plain attention.
     """
@@ -65,6 +69,10 @@ class GPTConfig:
     stack: str = "plain"
     streams: int = 4
     value_residual: float | None = None
+    init: Literal["default", "zero_last", "gpt2", "fixup"] = "default"
+
+
+INITS = {"default": lambda model: None, "zero_last": zero_init_last_, "gpt2": scale_last_, "fixup": fixup_init_}
 
 
 @dataclass
@@ -205,6 +213,9 @@ class GPT(nn.Module):
         self.head.weight = self.tok.weight  # tied (Press & Wolf 2017)
         nn.init.normal_(self.tok.weight, std=0.02)
         nn.init.normal_(self.pos.weight, std=0.02)
+        if c.init not in INITS:
+            raise ValueError(f"init={c.init!r} is not one of {list(INITS)}")
+        INITS[c.init](self)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Logits (B, T, vocab) for token ids (B, T); with a cache, positions continue after it."""

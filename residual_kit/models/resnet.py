@@ -23,6 +23,7 @@ from torch import nn
 
 from ..deepnorm import deepnorm_alpha
 from ..drop_path import drop_path_rates
+from ..init import zero_init_last_
 from ..merge import MERGES, Add, ScaledAdd
 from ..residual import Residual
 from ..shortcut import SHORTCUTS
@@ -125,7 +126,8 @@ class ResNet(nn.Module):
         residual: False removes every shortcut (the plain net).
         drop_path: stochastic depth rate of the last block, rising linearly from 0 (Huang et al. 2016).
         scale: branch scale passed to every `Residual` (e.g. "rezero", "layerscale", 0.5).
-        zero_init_last: start each v1 branch's last BN at gamma=0, so each block starts as the identity.
+        zero_init_last: start each branch's last layer at zero (the BN's gamma in v1, the conv in v2), so
+            each block starts as the identity (`residual_kit.init.zero_init_last_`).
         merge: how shortcut and branch meet, a name in `MERGES`: "add"; "gate" (highway); "concat"
             (concat + 1x1 fuse).
     """
@@ -184,7 +186,7 @@ class ResNet(nn.Module):
         self.num_features = cin
         head: list[nn.Module] = [*bn_relu(cin)] if preact else []
         self.head = nn.Sequential(*head, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
-        self.reset_parameters(zero_init_last and not preact)
+        self.reset_parameters(zero_init_last)
 
     def reset_parameters(self, zero_init_last: bool = False) -> None:
         for m in self.modules():
@@ -194,9 +196,7 @@ class ResNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         if zero_init_last:
-            for m in self.modules():
-                if isinstance(m, Residual) and isinstance(m.wrap[-1], nn.BatchNorm2d):
-                    nn.init.zeros_(m.wrap[-1].weight)
+            zero_init_last_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map (B, num_features, H', W') (timm's name)."""
