@@ -79,6 +79,7 @@ def test_every_placement_builds_the_right_residual_and_trains_a_step(placement):
         "pre": "y = x + f(norm(x))",
         "sandwich": "y = x + norm2(f(norm(x)))",
         "rezero": "y = x + rezero·f(x)",
+        "fixup": "y = x + α·f(x)",
     }
     if placement == "deepnorm":
         assert isinstance(blocks[0].merge, ScaledAdd) and blocks[0].merge.alpha == pytest.approx(4**0.25)
