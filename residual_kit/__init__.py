@@ -1,6 +1,7 @@
 """residual-kit: one combinator, `Residual`, that turns any module f into a residual block x + f(x)."""
 
 from .activation import ACTIVATIONS
+from .conditioned import AdaLNZero, ConditionalNorm
 from .deepnorm import deepnorm_alpha, deepnorm_beta, deepnorm_init_, deepnorm_residual
 from .drop_path import DropPath, drop_path, drop_path_rates
 from .merge import MERGES, Add, ConcatFuse, GatedMerge, ScaledAdd
@@ -18,8 +19,10 @@ __all__ = [
     "SCALES",
     "SHORTCUTS",
     "STACKS",
+    "AdaLNZero",
     "Add",
     "ConcatFuse",
+    "ConditionalNorm",
     "DepthWeightedAverage",
     "DropPath",
     "GatedMerge",

@@ -205,7 +205,7 @@ class ReadingWriter(BasePredictionWriter):
 
 class LSTMCLI(TaskCLI):
     task, model_class, datamodule_class = "lstm", StripReader, DigitStripDataModule
-    max_epochs = 4
+    max_epochs = 2
     trainer_overrides = {"gradient_clip_val": 1.0}
     monitor, mode, checkpoint_filename = "val/exact", "max", "best-epoch{epoch:02d}-exact{val/exact:.4f}"
     writer = ReadingWriter

@@ -19,25 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..conditioned import ConditionalNorm
 from ..residual import Residual
 
 
-class ConditionalBatchNorm2d(nn.Module):
-    """BN whose gain and bias depend on the class: y = BN(x) * (1 + gamma[c]) + beta[c]; plain BN without c."""
-
-    def __init__(self, channels: int, num_classes: int = 0) -> None:
-        super().__init__()
-        self.bn = nn.BatchNorm2d(channels, affine=num_classes == 0)
-        self.embed = nn.Embedding(num_classes, 2 * channels) if num_classes else None
-        if self.embed is not None:
-            nn.init.zeros_(self.embed.weight)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.bn(x)
-        if self.embed is None:
-            return out
-        gamma, beta = self.embed(y)[:, :, None, None].chunk(2, dim=1)  # (B, C, 1, 1) each
-        return out * (1 + gamma) + beta
+def conditional_bn(channels: int, num_classes: int = 0) -> ConditionalNorm:
+    """Class-conditional BN: y = BN(x) * (1 + gamma[c]) + beta[c], gamma and beta from zero; plain BN without c."""
+    return ConditionalNorm(channels, num_classes=num_classes, norm="batch", data_format="channels_first")
 
 
 class UpBranch(nn.Module):
@@ -45,7 +33,7 @@ class UpBranch(nn.Module):
 
     def __init__(self, cin: int, cout: int, num_classes: int = 0) -> None:
         super().__init__()
-        self.norm1, self.norm2 = ConditionalBatchNorm2d(cin, num_classes), ConditionalBatchNorm2d(cout, num_classes)
+        self.norm1, self.norm2 = conditional_bn(cin, num_classes), conditional_bn(cout, num_classes)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
 
@@ -231,13 +219,13 @@ class GANConfig:
 __all__ = [
     "DISCRIMINATORS",
     "GENERATORS",
-    "ConditionalBatchNorm2d",
     "Critic",
     "DCGANDiscriminator",
     "DCGANGenerator",
     "GANConfig",
     "ResNetDiscriminator",
     "ResNetGenerator",
+    "conditional_bn",
     "down_block",
     "up_block",
 ]
