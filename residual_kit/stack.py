@@ -75,9 +75,11 @@ class HyperConnections(nn.Module):
         if not self.dynamic:
             return read, mix, write
         h = self.norms[k](streams)  # (..., n, D)
-        read = read + self.s_alpha[k] * torch.tanh(h @ self.w_read[k]).squeeze(-1)  # (..., n)
-        mix = mix + self.s_alpha[k] * torch.tanh(h @ self.w_mix[k])  # (..., n, n)
-        write = write + self.s_beta[k] * torch.tanh(h @ self.w_write[k]).squeeze(-1)  # (..., n)
+        w = torch.cat([self.w_read[k], self.w_mix[k], self.w_write[k]], dim=-1)  # (D, 1 + n + 1): one matmul
+        d_read, d_mix, d_write = torch.tanh(h @ w).split([1, self.streams, 1], dim=-1)  # (..., n, 1 | n | 1)
+        read = read + self.s_alpha[k] * d_read.squeeze(-1)  # (..., n)
+        mix = mix + self.s_alpha[k] * d_mix  # (..., n, n)
+        write = write + self.s_beta[k] * d_write.squeeze(-1)  # (..., n)
         return read, mix, write
 
     def forward(self, x: torch.Tensor, **kwargs: object) -> torch.Tensor:
@@ -85,14 +87,23 @@ class HyperConnections(nn.Module):
         streams = x.unsqueeze(-2).expand(*x.shape[:-1], self.streams, x.shape[-1])  # (..., n, D)
         for k, branch in enumerate(self.branches):
             read, mix, write = self.connections(k, streams)
-            h = torch.einsum("...n,...nd->...d", read.expand(streams.shape[:-1]), streams)  # A_m^T H
+            h = (read.unsqueeze(-1) * streams).sum(-2)  # A_m^T H: (..., D)
             out = branch(h, **kwargs)  # (..., D)
-            mixed = torch.einsum("...ij,...id->...jd", mix.expand(*streams.shape[:-1], self.streams), streams)
-            streams = write.expand(streams.shape[:-1]).unsqueeze(-1) * out.unsqueeze(-2) + mixed  # B^T T(h) + A_r^T H
+            streams = write.unsqueeze(-1) * out.unsqueeze(-2) + mix_streams(mix, streams)  # B^T T(h) + A_r^T H
         return streams.sum(-2)  # (..., D)
 
     def extra_repr(self) -> str:
         return f"streams={self.streams}, dynamic={self.dynamic}, layers={len(self.branches)}"
+
+
+def mix_streams(mix: torch.Tensor, streams: torch.Tensor) -> torch.Tensor:
+    """A_r^T H: (A_r^T H)_j = sum_i A_r[i, j] H_i, for one A_r (n, n) or one per token (..., n, n).
+
+    One matrix for all tokens is one GEMM; a matrix per token is n^2 D multiply-adds, done as a
+    broadcast product, which on a CPU beats a batched matmul of thousands of n x n matrices."""
+    if mix.dim() == 2:
+        return torch.einsum("ij,...id->...jd", mix, streams)
+    return (mix.unsqueeze(-1) * streams.unsqueeze(-2)).sum(-3)  # (..., n, n, D) -> (..., n, D)
 
 
 def sinkhorn(logits: torch.Tensor, iters: int = 30) -> torch.Tensor:

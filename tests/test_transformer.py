@@ -204,3 +204,18 @@ def test_value_residual_mix_zero_is_the_plain_attention_and_one_uses_the_first_v
         for block in list(model.blocks)[1:]:
             block.attn.wrap.qkv.weight[64:].normal_()
         torch.testing.assert_close(model(idx), before)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_explicit_attention_is_sdpa(causal):
+    from residual_kit.models.gpt import explicit_attention
+
+    q, k, v = torch.randn(3, 2, 2, 5, 8).unbind(0)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    torch.testing.assert_close(explicit_attention(q, k, v, causal), expected)
+
+
+def test_compiled_gpt_on_cpu_equals_eager():
+    model = tiny("pre")
+    x = torch.randint(1, 16, (2, 9))
+    torch.testing.assert_close(torch.compile(model, backend="eager", fullgraph=True)(x), model(x))
