@@ -97,13 +97,8 @@ class HyperConnections(nn.Module):
 
 
 def mix_streams(mix: torch.Tensor, streams: torch.Tensor) -> torch.Tensor:
-    """A_r^T H: (A_r^T H)_j = sum_i A_r[i, j] H_i, for one A_r (n, n) or one per token (..., n, n).
-
-    One matrix for all tokens is one GEMM; a matrix per token is n^2 D multiply-adds, done as a
-    broadcast product, which on a CPU beats a batched matmul of thousands of n x n matrices."""
-    if mix.dim() == 2:
-        return torch.einsum("ij,...id->...jd", mix, streams)
-    return (mix.unsqueeze(-1) * streams.unsqueeze(-2)).sum(-3)  # (..., n, n, D) -> (..., n, D)
+    """A_r^T H: (A_r^T H)_j = sum_i A_r[i, j] H_i, for one A_r (n, n) or one per token (..., n, n)."""
+    return mix.transpose(-1, -2) @ streams  # (..., n, D)
 
 
 def sinkhorn(logits: torch.Tensor, iters: int = 30) -> torch.Tensor:
