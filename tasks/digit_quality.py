@@ -13,6 +13,7 @@ comparable with Inception FID.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -134,7 +135,8 @@ class GANEvaluation(Callback):
     the more legible wins) and, after test, `test/digit_fid_floor` (real train digits against real
     test digits: the best a generator can
     reach). The grid (fixed noise, one class per column when conditional) goes to `samples.png` and
-    `samples/epochNNN.png` in the run folder.
+    `samples/epochNNN.png` in the run folder; after test, a conditional GAN's `variety.png` shows for
+    two classes 32 generated digits (left) beside 32 real test digits (right).
 
     Args:
         classifier_path: digit classifier (a `tasks.resnet` .ckpt or a state dict .pt); None: the cached
@@ -196,11 +198,28 @@ class GANEvaluation(Callback):
         if split == "test" and digits is not None:
             metrics["test/digit_fid_floor"] = self.real_floor(digits.train_set.images, digits.test_set.images)
         gan.log_dict(metrics, prog_bar=True, sync_dist=True)
+        if split == "test" and digits is not None and gan.num_classes and trainer.is_global_zero:
+            save_png(self.variety_picture(gan, digits.test_set), run_dir(trainer) / "variety.png")
         if trainer.is_global_zero:
             z = torch.randn(100, gan.generator.z_dim, generator=torch.Generator().manual_seed(0)).to(gan.device)
             grid = make_grid(gan.sample(z, gan.labels(100)), nrow=10, padding=2, pad_value=0.5)
             save_png(grid, run_dir(trainer) / "samples" / f"epoch{trainer.current_epoch:03d}.png")
             save_png(grid, run_dir(trainer) / "samples.png")
+
+    @torch.no_grad()
+    def variety_picture(self, gan: pl.LightningModule, real: Any, classes: tuple[int, ...] = (1, 8)) -> torch.Tensor:
+        """One row per class: 32 generated digits (4 x 8, fixed noise) beside 32 real test digits of it."""
+        rows = []
+        z = torch.randn(32, gan.generator.z_dim, generator=torch.Generator().manual_seed(0)).to(gan.device)
+        for c in classes:
+            fake = gan.sample(z, torch.full((32,), c, device=gan.device)).cpu()
+            ours = real.images[real.labels == c][:32].float() / 255  # (<=32, 1, 28, 28)
+            grids = [make_grid(x, nrow=8, padding=2, pad_value=0.5) for x in (fake, ours)]
+            gap = torch.ones(grids[0].shape[0], grids[0].shape[1], 12)
+            rows.append(torch.cat([grids[0], gap, grids[1]], dim=2))
+        width = max(r.shape[2] for r in rows)
+        rows = [torch.nn.functional.pad(r, (0, width - r.shape[2]), value=1.0) for r in rows]
+        return torch.cat([torch.cat([r, torch.ones(r.shape[0], 12, width)], dim=1) for r in rows], dim=1)[:, :-12]
 
     @torch.no_grad()
     def real_floor(self, train: torch.Tensor, test: torch.Tensor) -> float:

@@ -87,6 +87,41 @@ def test_one_manual_step_changes_both_networks(judge_path):
     assert model.ema.n_averaged.item() == 1  # one generator step (global_step counts both optimisers)
 
 
+def test_mode_seeking_loss_is_msgan_eq_3():
+    from tasks.gan import mode_seeking_loss
+
+    fake, z = torch.randn(6, 1, 4, 4), torch.randn(6, 5)
+    ratio = (fake[:3] - fake[3:]).abs().mean() / (z[:3] - z[3:]).abs().mean()
+    torch.testing.assert_close(mode_seeking_loss(fake, z), 1 / (ratio + 1e-5))
+
+
+def test_mode_seeking_step_pairs_noises_with_the_same_labels(judge_path, monkeypatch):
+    torch.manual_seed(0)
+    model = DigitGAN(GANConfig(channels=8, z_dim=16), mode_seeking=1.0)
+    seen = []
+    original = model.generator.forward
+    monkeypatch.setattr(model.generator, "forward", lambda z, y=None: seen.append(y) or original(z, y))
+    trainer = __import__("pytorch_lightning").Trainer(
+        max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    images, labels = torch.randn(8, 1, 28, 28), torch.arange(8)
+    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(images, labels), batch_size=8))  # fmt: skip
+    g_labels = seen[1]  # the generator step's labels (the first call made D's fakes)
+    assert torch.equal(g_labels, torch.tensor([0, 1, 2, 3, 0, 1, 2, 3]))
+
+
+def test_class_input_and_discriminator_width_options():
+    net = GANConfig(channels=8, z_dim=16, class_input=False, d_channels=16)
+    g, d = net.generator(), net.discriminator()
+    assert g.embed is None and g.fc.in_features == 16
+    narrow = GANConfig(channels=8).discriminator()
+    assert sum(p.numel() for p in d.parameters()) > sum(p.numel() for p in narrow.parameters())
+    y = torch.tensor([1, 2])
+    assert g(torch.randn(2, 16), y).shape == (2, 1, 28, 28)
+
+
 def test_channels_last_changes_the_layout_not_the_function():
     torch.manual_seed(0)
     nhwc = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0))
@@ -222,6 +257,10 @@ def test_cli_fit_fast_dev_run_then_predict_writes_files(tmp_path, judge_path):
     assert {"test/digit_fid", "test/label_acc", "test/digit_fid_floor", "test/recognisable"} <= set(metrics)
     assert {"test/precision", "test/recall", "test/variety", "test/variety_min", "test/legible_fid"} <= set(metrics)
     assert (tmp_path / "samples.png").exists()
+    from PIL import Image
+
+    picture = Image.open(tmp_path / "variety.png")  # two classes: 4 x 8 generated beside 4 x 8 real, each
+    assert picture.width > 2 * 8 * 28 and picture.height > 2 * 4 * 28
     ckpt = tmp_path / "gan.ckpt"
     cli.trainer.save_checkpoint(ckpt)
     out = tmp_path / "out"

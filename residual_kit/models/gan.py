@@ -79,13 +79,18 @@ class ResNetGenerator(nn.Module):
         num_classes: 0 for unconditional; else a class embedding joins z, and the class-conditional BN
             gets one gain and bias per class.
         image_channels: image channels.
+        class_input: with classes, feed the class embedding beside z; False leaves the class to the
+            conditional BN alone, so z alone sets the 7x7 layout.
     """
 
-    def __init__(self, z_dim: int = 128, channels: int = 64, num_classes: int = 0, image_channels: int = 1) -> None:
+    def __init__(
+        self, z_dim: int = 128, channels: int = 64, num_classes: int = 0, image_channels: int = 1,
+        class_input: bool = True,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.z_dim, self.num_classes, self.channels = z_dim, num_classes, channels
-        self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None
-        self.fc = nn.Linear(2 * z_dim if num_classes else z_dim, 7 * 7 * channels)
+        self.embed = nn.Embedding(num_classes, z_dim) if num_classes and class_input else None
+        self.fc = nn.Linear(2 * z_dim if self.embed is not None else z_dim, 7 * 7 * channels)
         self.blocks = nn.ModuleList([up_block(channels, channels, num_classes) for _ in range(2)])
         self.out = nn.Sequential(
             nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, image_channels, 3, padding=1), nn.Tanh()
@@ -202,18 +207,25 @@ class GANConfig:
         z_dim: noise dimensions.
         channels: channels of G's and D's blocks (D's widest layer in the DCGAN is twice this).
         num_classes: 10 for class-conditional digits; 0 for unconditional.
+        class_input: conditional ResNet G only: the class embedding joins z (True) or the class enters
+            only through the conditional BN (False).
+        d_channels: D's channels when they differ from G's (None: `channels`).
     """
 
     arch: Literal["resnet", "dcgan"] = "resnet"
     z_dim: int = 128
     channels: int = 32
     num_classes: int = 10
+    class_input: bool = True
+    d_channels: int | None = None
 
     def generator(self) -> nn.Module:
+        if self.arch == "resnet":
+            return ResNetGenerator(self.z_dim, self.channels, self.num_classes, class_input=self.class_input)
         return GENERATORS[self.arch](self.z_dim, self.channels, self.num_classes)
 
     def discriminator(self) -> Critic:
-        return DISCRIMINATORS[self.arch](self.channels, self.num_classes)
+        return DISCRIMINATORS[self.arch](self.d_channels or self.channels, self.num_classes)
 
 
 __all__ = [
