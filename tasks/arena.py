@@ -248,7 +248,8 @@ def cost(runs: list[dict[str, Any]], designs: list[str], depths: list[int]) -> l
 
 def plot_arena(runs: list[dict[str, Any]], designs: list[str], depths: list[int], out: Path) -> dict[str, Path]:
     plt = pyplot()
-    colors = dict(zip(designs, plt.get_cmap("tab10")(range(len(designs))), strict=False))
+    tab20 = plt.get_cmap("tab20").colors  # the ten strong colours first, then their light twins: 20 designs
+    colors = dict(zip(designs, [tab20[i] for i in [*range(0, 20, 2), *range(1, 20, 2)]], strict=False))
     seed0 = min(r["seed"] for r in runs)
     figs = {}
     mid, deep = depths[len(depths) // 2], depths[-1]
