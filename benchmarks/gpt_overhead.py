@@ -11,10 +11,9 @@ interleaved rounds; the ratio is residual-kit / hand-written (1.00 = no overhead
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from benchmarks.reference_gpt import HandWrittenGPT
-from benchmarks.timing import compare, default_device, parser, print_report, step_fn, twins
+from benchmarks.timing import adamw_steps, compare, default_device, lm_loss, parser, print_report, twins
 from residual_kit.models.gpt import GPT, GPTConfig
 
 
@@ -32,9 +31,7 @@ def main() -> None:
     print(f"device={device}  threads={args.threads or torch.get_num_threads()}  batch={args.batch_size}  "
           f"params={params:,}  max |output difference|={diff:.1e}")  # fmt: skip
     for mode, a, b in modes:
-        loss = lambda m: F.cross_entropy(m(idx[:, :-1]).flatten(0, 1), idx[:, 1:].flatten())  # noqa: E731
-        adamw = {m: torch.optim.AdamW(m.parameters(), lr=1e-3) for m in (a, b)}
-        steps = {"hand-written": step_fn(b, loss, adamw[b]), "residual-kit": step_fn(a, loss, adamw[a])}
+        steps = adamw_steps({"hand-written": b, "residual-kit": a}, lm_loss(idx))
         print_report(f"{mode} training step:", compare(steps, "hand-written", args.rounds, num_threads=args.threads))
 
 

@@ -12,18 +12,13 @@ in interleaved rounds; ratios are to pre-norm (median, min-max over rounds), wit
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from benchmarks.timing import compare, default_device, parser, print_report, step_fn
+from benchmarks.timing import adamw_steps, compare, default_device, lm_loss, parser, print_report
 from residual_kit.models.gpt import GPT, GPTConfig
+from tasks.arena import DESIGNS as ARENA
 
-DESIGNS = {
-    "pre-norm": {},
-    "hyper-connections": {"stack": "hyper"},
-    "mHC": {"stack": "mhc"},
-    "denseformer": {"stack": "dense"},
-    "value residual": {"value_residual": 0.5},
-    "fixup": {"placement": None, "scale": "learnable", "init": "fixup"},
+DESIGNS = {"pre-norm": ARENA["pre"]} | {
+    name: ARENA[name] for name in ("hyper-connections", "mHC", "denseformer", "value residual", "fixup")
 }
 
 
@@ -48,12 +43,8 @@ def main() -> None:
     modes = [("eager", nets)]
     if not args.no_compile:
         modes.append(("compiled", {name: torch.compile(net) for name, net in nets.items()}))
-    loss = lambda m: F.cross_entropy(m(idx[:, :-1]).flatten(0, 1), idx[:, 1:].flatten())  # noqa: E731
     for mode, models in modes:
-        steps = {
-            name: step_fn(model, loss, torch.optim.AdamW(nets[name].parameters(), lr=1e-3))
-            for name, model in models.items()
-        }
+        steps = adamw_steps(models, lm_loss(idx))
         print_report(f"{mode} training step:", compare(steps, "pre-norm", args.rounds, num_threads=args.threads))
 
 

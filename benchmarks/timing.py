@@ -56,6 +56,16 @@ def step_fn(model: torch.nn.Module, loss: Callable[[torch.nn.Module], torch.Tens
     return step
 
 
+def lm_loss(idx: torch.Tensor) -> Callable[[torch.nn.Module], torch.Tensor]:
+    """Next-token cross-entropy of a language model on the token batch `idx` (B, T)."""
+    return lambda m: torch.nn.functional.cross_entropy(m(idx[:, :-1]).flatten(0, 1), idx[:, 1:].flatten())
+
+
+def adamw_steps(models: dict[str, torch.nn.Module], loss: Callable[[torch.nn.Module], torch.Tensor]) -> dict:
+    """One AdamW training step per named model (a compiled model shares its eager twin's parameters)."""
+    return {name: step_fn(m, loss, torch.optim.AdamW(m.parameters(), lr=1e-3)) for name, m in models.items()}
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -16,9 +16,8 @@ import importlib.util
 import sys
 
 import torch
-import torch.nn.functional as F
 
-from benchmarks.timing import compare, default_device, parser, print_report, step_fn
+from benchmarks.timing import adamw_steps, compare, default_device, lm_loss, parser, print_report
 from residual_kit.models.gpt import GPT, GPTConfig
 
 
@@ -43,9 +42,7 @@ def main() -> None:
     if not args.no_compile:
         modes.append(("compiled", torch.compile(ours), torch.compile(theirs)))
     for mode, a, b in modes:
-        loss = lambda m: F.cross_entropy(m(idx[:, :-1]).flatten(0, 1), idx[:, 1:].flatten())  # noqa: E731
-        adamw = {m: torch.optim.AdamW(m.parameters(), lr=1e-3) for m in (a, b)}
-        steps = {"x-transformers": step_fn(b, loss, adamw[b]), "residual-kit": step_fn(a, loss, adamw[a])}
+        steps = adamw_steps({"x-transformers": b, "residual-kit": a}, lm_loss(idx))
         print_report(f"{mode} training step:", compare(steps, "x-transformers", args.rounds, num_threads=args.threads))
 
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from residual_kit import Residual
 from residual_kit.stack import DepthWeightedAverage, HyperConnections, ManifoldHyperConnections, sinkhorn
+from tasks.arena import DESIGNS as ARENA
 
 D, L = 8, 4
 
@@ -115,13 +116,8 @@ def test_each_design_compiles_fullgraph(design):
     torch.testing.assert_close(torch.compile(stack, fullgraph=True, backend="eager")(x), stack(x))
 
 
-DDP_DESIGNS = {
-    "plain": {},
-    "hyper": {"stack": "hyper"},
-    "mhc": {"stack": "mhc"},
-    "dense": {"stack": "dense"},
-    "value residual": {"value_residual": 0.5},
-    "fixup": {"placement": None, "scale": "learnable", "init": "fixup"},
+DDP_DESIGNS = {  # every stack design and initialisation of the arena, plus the plain pre-norm stack
+    name: ARENA[name] for name in ("pre", "hyper-connections", "mHC", "denseformer", "value residual", "fixup")
 }
 
 

@@ -84,7 +84,10 @@ class LSTMStack(nn.Module):
                 shortcut = "projection" if width != hidden_size else "identity"
                 block = Residual(wrap=lstm, norm="layer", placement=placement, dim=width, out_dim=hidden_size,
                                  shortcut=shortcut, drop_path=next(rates))  # fmt: skip
-                (self.layers if stack == "plain" else body).append(block if stack == "plain" else SequenceOnly(block))
+                if stack == "plain":
+                    self.layers.append(block)
+                else:
+                    body.append(SequenceOnly(block))
         self.stack = design(body, hidden_size, streams) if body else nn.Identity()
         self.dropout = nn.Dropout(dropout)
 
