@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 from residual_kit import Residual
-from residual_kit.stack import DepthWeightedAverage, HyperConnections, ManifoldHyperConnections, sinkhorn
+from residual_kit.stack import (
+    DepthWeightedAverage,
+    HyperConnections,
+    ManifoldHyperConnections,
+    _sinkhorn_iterations,
+    sinkhorn,
+)
 from tasks.arena import DESIGNS as ARENA
 
 D, L = 8, 4
@@ -90,6 +96,17 @@ def test_sinkhorn_gives_a_doubly_stochastic_matrix():
     m = sinkhorn(torch.randn(5, 5))
     torch.testing.assert_close(m.sum(0), torch.ones(5), atol=1e-3, rtol=0)
     torch.testing.assert_close(m.sum(1), torch.ones(5), atol=1e-3, rtol=0)
+
+
+def test_sinkhorn_gradient_is_that_of_the_converged_projection():
+    """The implicit backward equals autograd through the iterations, once they have converged."""
+    torch.manual_seed(0)
+    logits = (3 * torch.eye(4) + torch.randn(3, 4, 4)).double().requires_grad_()
+    weights = torch.randn(3, 4, 4, dtype=torch.double)
+    (implicit,) = torch.autograd.grad((sinkhorn(logits, 500) * weights).sum(), logits)
+    (unrolled,) = torch.autograd.grad((_sinkhorn_iterations(logits, 500) * weights).sum(), logits)
+    torch.testing.assert_close(implicit, unrolled)
+    assert torch.autograd.gradcheck(lambda t: sinkhorn(t, 500), (logits[:1].detach().requires_grad_(),))
 
 
 def test_denseformer_at_init_is_the_plain_stack_and_then_averages():
