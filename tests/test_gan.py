@@ -218,6 +218,16 @@ def test_one_digit_per_class_has_no_variety(judge_path):
     assert got["variety"].item() == pytest.approx(1.0) and got["precision"].item() == 1.0
 
 
+def test_variety_divides_by_the_reference_digits_spread_once_set(judge_path):
+    quality = DigitQuality(DigitJudge(load_digit_classifier(judge_path)))
+    reference, y = torch.rand(40, 1, 28, 28), torch.arange(40) % 10
+    quality.set_reference(reference, y)
+    quality.update(torch.zeros(20, 1, 28, 28), real=True, labels=y[:20])  # held-out real digits: no spread at all
+    quality.update(reference, real=False, labels=y)  # generated = the reference digits
+    got = quality.compute()
+    assert got["variety"].item() == pytest.approx(1.0) and got["variety_min"].item() == pytest.approx(1.0)
+
+
 def test_digit_fid_real_vs_real_is_small_and_noise_vs_real_large(judge_path):
     from tasks.data import ImageDataModule
 
