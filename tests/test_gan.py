@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,34 @@ def test_mode_seeking_step_pairs_noises_with_the_same_labels(judge_path, monkeyp
         torch.utils.data.TensorDataset(images, labels), batch_size=8))  # fmt: skip
     g_labels = seen[1]  # the generator step's labels (the first call made D's fakes)
     assert torch.equal(g_labels, torch.tensor([0, 1, 2, 3, 0, 1, 2, 3]))
+
+
+def test_truncate_maps_the_normal_onto_the_normal_cut_at_t():
+    from tasks.gan import truncate
+
+    z = torch.randn(200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for t in (0.5, 1.0, 2.0):
+        cut = truncate(z, t)
+        assert cut.abs().max() <= t
+        # the variance of N(0, 1) truncated to [-t, t]: 1 - 2 t phi(t) / (2 Phi(t) - 1)
+        phi, Phi = math.exp(-(t**2) / 2) / math.sqrt(2 * math.pi), 0.5 * (1 + math.erf(t / math.sqrt(2)))
+        assert cut.var().item() == pytest.approx(1 - 2 * t * phi / (2 * Phi - 1), rel=0.02)
+        assert torch.equal(cut.argsort(), z.argsort())  # quantile for quantile: the order of the noises holds
+    assert truncate(torch.zeros(3), 0.7).abs().max() < 1e-6  # the median stays the median
+
+
+def test_truncation_applies_to_samples_only(monkeypatch):
+    torch.manual_seed(0)
+    model = DigitGAN(GANConfig(channels=8, z_dim=16), truncation=0.5)
+    seen = []
+    original = model.ema.forward
+    monkeypatch.setattr(model.ema, "forward", lambda z, y=None: seen.append(z) or original(z, y))
+    z = 3 * torch.randn(4, 16)
+    model.sample(z, torch.arange(4))
+    assert seen[0].abs().max() <= 0.5
+    assert torch.equal(seen[0].argsort(dim=1), z.argsort(dim=1))
+    with pytest.raises(ValueError, match="must be positive"):
+        DigitGAN(GANConfig(channels=8, z_dim=16), truncation=0.0)
 
 
 def test_class_input_and_discriminator_width_options():
