@@ -55,6 +55,7 @@ TASKS = {  # args, the test metric compared with one process, optimiser steps of
             "--model.net.channels=8",
             "--model.net.z_dim=16",
             "--evaluation.samples=50",
+            "--evaluation.test_samples=50",
             "--trainer.check_val_every_n_epoch=1",
         ],
         None,

@@ -288,10 +288,21 @@ def test_classifier_cache_follows_xdg_cache_home(tmp_path, monkeypatch, judge_pa
     torch.testing.assert_close(net.state_dict(), torch.load(judge_path, weights_only=True))
 
 
-def test_cli_fit_fast_dev_run_then_predict_writes_files(tmp_path, judge_path):
+def test_cli_fit_fast_dev_run_then_predict_writes_files(tmp_path, judge_path, monkeypatch):
     args = ["--data.source=embedded", "--data.batch_size=8", "--model.net.channels=8", "--model.net.z_dim=16",
-            f"--evaluation.classifier_path={judge_path}", "--evaluation.samples=16"]  # fmt: skip
+            f"--evaluation.classifier_path={judge_path}", "--evaluation.samples=16",
+            "--evaluation.test_samples=24"]  # fmt: skip
+    scored: list[int] = []
+    update = DigitQuality.update
+
+    def counting_update(quality, images, real, labels=None):
+        if not real:
+            scored.append(len(images))
+        update(quality, images, real, labels)
+
+    monkeypatch.setattr(DigitQuality, "update", counting_update)
     cli = cli_main(["fit", *args, "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}"])
+    assert scored == [16, 24]  # generated digits scored at validation, then at test
     metrics = cli.trainer.callback_metrics
     assert {"test/digit_fid", "test/label_acc", "test/digit_fid_floor", "test/recognisable"} <= set(metrics)
     assert {"test/precision", "test/recall", "test/variety", "test/variety_min", "test/legible_fid"} <= set(metrics)
@@ -328,7 +339,8 @@ def test_cli_unconditional_config(tmp_path, judge_path):
     """configs/gan_unconditional.yaml, as a user types it: no labels, G at 8e-4, no label accuracy."""
     config = Path(__file__).parents[1] / "configs" / "gan_unconditional.yaml"
     args = ["--data.source=embedded", "--data.batch_size=8", "--model.net.channels=8", "--model.net.z_dim=16",
-            f"--evaluation.classifier_path={judge_path}", "--evaluation.samples=16"]  # fmt: skip
+            f"--evaluation.classifier_path={judge_path}", "--evaluation.samples=16",
+            "--evaluation.test_samples=16"]  # fmt: skip
     cli = cli_main(["fit", f"--config={config}", *args, "--trainer.fast_dev_run=true"])
     assert cli.model.num_classes == 0 and cli.model.hparams.lr_g == pytest.approx(8e-4)
     assert "test/digit_fid" in cli.trainer.callback_metrics and "test/label_acc" not in cli.trainer.callback_metrics

@@ -54,6 +54,7 @@ TASKS = {
         "--model.net.channels=8",
         "--model.net.z_dim=16",
         "--evaluation.samples=8",
+        "--evaluation.test_samples=8",
         "--trainer.check_val_every_n_epoch=1",
     ],
     "transformer": [
