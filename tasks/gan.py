@@ -22,7 +22,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.optim.swa_utils import AveragedModel
 from torchvision.utils import make_grid
 
-from residual_kit.models.gan import GANConfig
+from residual_kit.models.gan import GANConfig, code_of
 from tasks.cli import TaskCLI, run
 from tasks.data.gan_digits import GANDataModule
 from tasks.digit_judge import MEAN, STD
@@ -75,8 +75,10 @@ class DigitGAN(pl.LightningModule):
         lr_d: discriminator Adam learning rate; 4x SNGAN's 2e-4, which won on a few-thousand-step CPU budget.
         betas: Adam betas (SNGAN: 0.0, 0.9).
         ema_decay: decay of the generator's weight average, reached after a warm-up (min(decay, (1+n)/(10+n))).
-        aux_weight: conditional only: weight of AC-GAN's class loss (Odena et al. 2017), CE(V h(real), y)
-            for D and CE(V h(G(z, y)), y) for G, beside the projection term; 0 turns it off.
+        aux_weight: weight of the class loss of D's head. Conditional: AC-GAN's (Odena et al. 2017),
+            CE(V h(real), y) for D and CE(V h(G(z, y)), y) for G, beside the projection term.
+            Unconditional with `net.codes`: InfoGAN's (Chen et al. 2016), CE(Q(G(z, c)), c) for both D
+            and G, so that each code c draws its own kind of digit. 0 turns it off.
         mode_seeking: weight of MSGAN's mode-seeking term (Mao et al. 2019): G also maximises
             mean|G(z1, y) - G(z2, y)| / mean|z1 - z2| over pairs of noises with the same labels, as
             1 / (ratio + 1e-5), so that different z give different digits; 0 turns it off.
@@ -104,13 +106,16 @@ class DigitGAN(pl.LightningModule):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        if aux_weight and not net.num_classes:
-            raise ValueError("aux_weight needs class labels: set num_classes=10 as well, or aux_weight=0")
+        if aux_weight and not (net.num_classes or net.codes):
+            raise ValueError(
+                "aux_weight needs class labels or codes: set num_classes=10 (or codes=10 without labels), "
+                "or aux_weight=0"
+            )
         if truncation is not None and truncation <= 0:
             raise ValueError(f"truncation={truncation}: the cut-off t must be positive (e.g. 1.0), or null for none")
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.num_classes = net.num_classes
+        self.num_classes, self.codes = net.num_classes, net.codes
         self.generator = net.generator()
         self.discriminator = net.discriminator()
         if channels_last:
@@ -131,14 +136,23 @@ class DigitGAN(pl.LightningModule):
         """Digits in [0, 1] from the EMA generator, (B, 1, 28, 28)."""
         self.ema.eval()
         t = self.hparams.get("truncation")
-        return (self.ema(truncate(z, t) if t else z, y) + 1) / 2
+        z = truncate(z, t) if t else z
+        return (self.ema(z, self.condition(z, y)) + 1) / 2
 
-    def d_loss(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def condition(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor | None:
+        """What G reads beside z: the class y (conditional), the code of z (InfoGAN), or nothing."""
+        return code_of(z, self.codes) if self.codes else y
+
+    def d_loss(
+        self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None, code: torch.Tensor | None = None
+    ) -> torch.Tensor:
         both, logits = self.discriminator.score_and_logits(
             torch.cat([real, fake]), None if y is None else torch.cat([y, y])
         )
         d_real, d_fake = both.chunk(2)  # one pass over both halves: D has no batch statistics
-        aux = self.aux_loss(logits[: len(real)], y) if logits is not None else 0.0  # real digits only
+        aux = 0.0
+        if logits is not None:  # AC-GAN: the labels of the real digits; InfoGAN: the codes of the fakes
+            aux = self.aux_loss(logits[: len(real)], y) if y is not None else self.aux_loss(logits[len(real) :], code)
         if self.hparams.loss == "hinge":
             return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean() + aux
         eps = torch.rand(real.shape[0], 1, 1, 1, device=self.device)
@@ -147,9 +161,9 @@ class DigitGAN(pl.LightningModule):
         penalty = (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
         return d_fake.mean() - d_real.mean() + self.hparams.gp_weight * penalty + aux
 
-    def g_loss(self, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def g_loss(self, fake: torch.Tensor, y: torch.Tensor | None, code: torch.Tensor | None = None) -> torch.Tensor:
         score, logits = self.discriminator.score_and_logits(fake, y)
-        return -score.mean() + (self.aux_loss(logits, y) if logits is not None else 0.0)
+        return -score.mean() + (self.aux_loss(logits, y if y is not None else code) if logits is not None else 0.0)
 
     def aux_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | float:
         w = self.hparams.aux_weight
@@ -164,8 +178,9 @@ class DigitGAN(pl.LightningModule):
         b = real.shape[0]
 
         with torch.no_grad():
-            fake = self.generator(self.noise(b), y)
-        d_loss = self.d_loss(real, fake, y)
+            z = self.noise(b)
+            fake = self.generator(z, self.condition(z, y))
+        d_loss = self.d_loss(real, fake, y, self.condition(z, y))
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_loss)
         opt_d.step()
@@ -176,10 +191,13 @@ class DigitGAN(pl.LightningModule):
                 half = b // 2
                 y = None if y is None else torch.cat([y[:half], y[:half]])
                 z = self.noise(2 * half)
-                fake = self.generator(z, y)
-                g_loss = self.g_loss(fake, y) + self.hparams.mode_seeking * mode_seeking_loss(fake, z)
+                fake = self.generator(z, self.condition(z, y))
+                g_loss = self.g_loss(fake, y, self.condition(z, y)) + self.hparams.mode_seeking * mode_seeking_loss(
+                    fake, z
+                )
             else:
-                g_loss = self.g_loss(self.generator(self.noise(b), y), y)
+                z = self.noise(b)
+                g_loss = self.g_loss(self.generator(z, self.condition(z, y)), y, self.condition(z, y))
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             opt_g.step()

@@ -141,6 +141,44 @@ def test_truncation_applies_to_samples_only(monkeypatch):
         DigitGAN(GANConfig(channels=8, z_dim=16), truncation=0.0)
 
 
+def test_code_of_the_noise_is_uniform_and_survives_truncation():
+    from residual_kit.models.gan import code_of
+    from tasks.gan import truncate
+
+    z = torch.randn(100_000, 16, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(code_of(z, 10), minlength=10)
+    assert counts.min() > 9_600 and counts.max() < 10_400  # 10,000 each, +-4 sigma
+    assert torch.equal(code_of(truncate(z, 1.0), 10), code_of(z, 10))
+
+
+def test_infogan_code_loss_is_cross_entropy_of_d_head_for_both_players():
+    torch.manual_seed(0)
+    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, codes=10), aux_weight=0.5)
+    d = model.discriminator.eval()  # spectral norm's power iteration holds still, so each call is the same
+    assert d.embed is None and d.classifier is not None  # Q head, no projection
+    real, fake = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 28, 28) * 2 - 1
+    code = torch.tensor([0, 3, 3, 9])
+    score, logits = d.score_and_logits(fake)
+    torch.testing.assert_close(model.g_loss(fake, None, code), -score.mean() + 0.5 * F.cross_entropy(logits, code))
+    real_score = d(real)
+    hinge = F.relu(1 - real_score).mean() + F.relu(1 + score).mean()
+    torch.testing.assert_close(model.d_loss(real, fake, None, code), hinge + 0.5 * F.cross_entropy(logits, code))
+
+
+def test_infogan_generator_reads_the_code_of_its_noise(monkeypatch):
+    from residual_kit.models.gan import code_of
+
+    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, codes=10))
+    seen = []
+    original = model.ema.forward
+    monkeypatch.setattr(model.ema, "forward", lambda z, y=None: seen.append(y) or original(z, y))
+    z = torch.randn(6, 16)
+    model.sample(z)
+    assert torch.equal(seen[0], code_of(z, 10))
+    with pytest.raises(ValueError, match="num_classes=0"):
+        GANConfig(num_classes=10, codes=10)
+
+
 def test_class_input_and_discriminator_width_options():
     net = GANConfig(channels=8, z_dim=16, class_input=False, d_channels=16)
     g, d = net.generator(), net.discriminator()
@@ -185,6 +223,7 @@ def test_aux_class_loss_is_cross_entropy_of_the_critic_head(arch):
 def test_aux_class_loss_needs_labels():
     with pytest.raises(ValueError, match="num_classes=10"):
         DigitGAN(GANConfig(num_classes=0), aux_weight=1.0)
+    DigitGAN(GANConfig(num_classes=0, codes=10, channels=8), aux_weight=1.0)  # InfoGAN: codes instead
 
 
 def test_judge_stays_in_eval_mode_and_frozen_and_out_of_the_gan(judge_path):

@@ -109,14 +109,17 @@ class Critic(nn.Module):
     """The head both discriminators share: D(x, y) = w^T h + <embed(y), h> (projection) over pooled features h.
 
     A conditional critic also has a class head, logits = V h: the auxiliary classifier of AC-GAN
-    (Odena et al. 2017), used only when the GAN's `aux_weight` is above zero.
+    (Odena et al. 2017), used only when the GAN's `aux_weight` is above zero. An unconditional critic
+    with `codes` has the same head without the projection: InfoGAN's Q (Chen et al. 2016), which
+    recovers the generator's categorical code from its digit.
     """
 
-    def head(self, features: int, num_classes: int = 0) -> None:
+    def head(self, features: int, num_classes: int = 0, codes: int = 0) -> None:
         """Build the head; subclasses call it after their feature layers (which keeps their init order)."""
         self.fc = spectral_norm(nn.Linear(features, 1))
         self.embed = spectral_norm(nn.Embedding(num_classes, features)) if num_classes else None
-        self.classifier = spectral_norm(nn.Linear(features, num_classes)) if num_classes else None
+        k = num_classes or codes
+        self.classifier = spectral_norm(nn.Linear(features, k)) if k else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Images -> pooled features h, (B, features)."""
@@ -125,12 +128,12 @@ class Critic(nn.Module):
     def score_and_logits(
         self, x: torch.Tensor, y: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Critic scores (B,) and, when conditional, class logits (B, num_classes) from one pass."""
+        """Critic scores (B,) and, with a class or code head, its logits (B, classes) from one pass."""
         h = self.features(x)
         out = self.fc(h).squeeze(1)
-        if self.embed is None:
-            return out, None
-        return out + (self.embed(y) * h).sum(dim=1), self.classifier(h)  # the projection term
+        if self.embed is not None:
+            out = out + (self.embed(y) * h).sum(dim=1)  # the projection term
+        return out, None if self.classifier is None else self.classifier(h)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.score_and_logits(x, y)[0]
@@ -143,16 +146,17 @@ class ResNetDiscriminator(Critic):
         channels: channels of the residual blocks.
         num_classes: 0 for unconditional; else a projection discriminator.
         image_channels: image channels.
+        codes: unconditional only: outputs of InfoGAN's code head (0: none).
     """
 
-    def __init__(self, channels: int = 64, num_classes: int = 0, image_channels: int = 1) -> None:
+    def __init__(self, channels: int = 64, num_classes: int = 0, image_channels: int = 1, codes: int = 0) -> None:
         super().__init__()
         self.blocks = nn.Sequential(
             down_block(image_channels, channels, first=True),  # 28 -> 14
             down_block(channels, channels),  # 14 -> 7
             down_block(channels, channels, downsample=False),
         )
-        self.head(channels, num_classes)
+        self.head(channels, num_classes, codes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.blocks(x)).sum(dim=(2, 3))  # (B, W)
@@ -181,14 +185,14 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(Critic):
     """The plain baseline critic: strided convs with LeakyReLU, spectrally normalised, projection if conditional."""
 
-    def __init__(self, channels: int = 64, num_classes: int = 0, image_channels: int = 1) -> None:
+    def __init__(self, channels: int = 64, num_classes: int = 0, image_channels: int = 1, codes: int = 0) -> None:
         super().__init__()
         self.net = nn.Sequential(
             spectral_norm(nn.Conv2d(image_channels, channels, 4, 2, 1)), nn.LeakyReLU(0.1),  # 14x14
             spectral_norm(nn.Conv2d(channels, 2 * channels, 4, 2, 1)), nn.LeakyReLU(0.1),  # 7x7
             spectral_norm(nn.Conv2d(2 * channels, 2 * channels, 3, 1, 1)), nn.LeakyReLU(0.1),
         )  # fmt: skip
-        self.head(2 * channels, num_classes)
+        self.head(2 * channels, num_classes, codes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).sum(dim=(2, 3))  # (B, 2W)
@@ -210,6 +214,11 @@ class GANConfig:
         class_input: conditional ResNet G only: the class embedding joins z (True) or the class enters
             only through the conditional BN (False).
         d_channels: D's channels when they differ from G's (None: `channels`).
+        codes: unconditional only: InfoGAN's categorical code (Chen et al. 2016). G reads a code c in
+            0..codes-1 as a conditional G reads its class, and D's head learns to tell c from the digit,
+            so that each code becomes one kind of digit without labels: the latent space splits into
+            `codes` islands instead of one continuum whose in-between points are in-between digits.
+            The code is drawn with the noise (see `code_of`).
     """
 
     arch: Literal["resnet", "dcgan"] = "resnet"
@@ -218,14 +227,30 @@ class GANConfig:
     num_classes: int = 10
     class_input: bool = True
     d_channels: int | None = None
+    codes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.codes and self.num_classes:
+            raise ValueError(f"codes={self.codes} is for unconditional GANs: set num_classes=0, or codes=0")
+        if self.codes > self.z_dim:
+            raise ValueError(
+                f"codes={self.codes}: the code is drawn from z's first entries, at most z_dim={self.z_dim}"
+            )
 
     def generator(self) -> nn.Module:
+        k = self.num_classes or self.codes  # G reads a code as it reads a class
         if self.arch == "resnet":
-            return ResNetGenerator(self.z_dim, self.channels, self.num_classes, class_input=self.class_input)
-        return GENERATORS[self.arch](self.z_dim, self.channels, self.num_classes)
+            return ResNetGenerator(self.z_dim, self.channels, k, class_input=self.class_input)
+        return GENERATORS[self.arch](self.z_dim, self.channels, k)
 
     def discriminator(self) -> Critic:
-        return DISCRIMINATORS[self.arch](self.d_channels or self.channels, self.num_classes)
+        return DISCRIMINATORS[self.arch](self.d_channels or self.channels, self.num_classes, codes=self.codes)
+
+
+def code_of(z: torch.Tensor, codes: int) -> torch.Tensor:
+    """InfoGAN's categorical code drawn from the noise itself, argmax of z's first `codes` entries: uniform
+    for z ~ N(0, I), and fixed by z, so a seed still gives one digit (and truncation keeps it)."""
+    return z[:, :codes].argmax(dim=1)
 
 
 __all__ = [
@@ -237,6 +262,7 @@ __all__ = [
     "GANConfig",
     "ResNetDiscriminator",
     "ResNetGenerator",
+    "code_of",
     "conditional_bn",
     "down_block",
     "up_block",
