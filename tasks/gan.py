@@ -78,10 +78,13 @@ class DigitGAN(pl.LightningModule):
         aux_weight: weight of the class loss of D's head. Conditional: AC-GAN's (Odena et al. 2017),
             CE(V h(real), y) for D and CE(V h(G(z, y)), y) for G, beside the projection term.
             Unconditional with `net.codes`: InfoGAN's (Chen et al. 2016), CE(Q(G(z, c)), c) for both D
-            and G, so that each code c draws its own kind of digit. 0 turns it off.
+            and G, so that each code c draws its own kind of digit. 0 turns it off; None: 0.2 where
+            there are labels or codes (beside mode_seeking 0.6 it raised recognisable conditional digits
+            from 91% to 95%, one seed each), else 0.
         mode_seeking: weight of MSGAN's mode-seeking term (Mao et al. 2019): G also maximises
             mean|G(z1, y) - G(z2, y)| / mean|z1 - z2| over pairs of noises with the same labels, as
-            1 / (ratio + 1e-5), so that different z give different digits; 0 turns it off.
+            1 / (ratio + 1e-5), so that different z give different digits; 0 turns it off. 0.6: within-class
+            variety near that of handwriting (0.3 left the lowest class at 0.55x, 1.0 cost legibility).
         truncation: BigGAN's truncation trick (Brock et al. 2019) for evaluation and samples: the EMA
             generator reads z from N(0, I) cut to [-t, t] (each z mapped through the normal CDF, so a
             seed gives the same digit's truncated form): more legible, less varied digits. None: no cut.
@@ -100,8 +103,8 @@ class DigitGAN(pl.LightningModule):
         lr_d: float = 8e-4,
         betas: tuple[float, float] = (0.0, 0.9),
         ema_decay: float = 0.999,
-        aux_weight: float = 0.0,
-        mode_seeking: float = 0.0,
+        aux_weight: float | None = None,
+        mode_seeking: float = 0.6,
         truncation: float | None = None,
         channels_last: bool = True,
     ) -> None:
@@ -116,6 +119,7 @@ class DigitGAN(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.num_classes, self.codes = net.num_classes, net.codes
+        self.aux_weight = (0.2 if net.num_classes or net.codes else 0.0) if aux_weight is None else aux_weight
         self.generator = net.generator()
         self.discriminator = net.discriminator()
         if channels_last:
@@ -166,7 +170,7 @@ class DigitGAN(pl.LightningModule):
         return -score.mean() + (self.aux_loss(logits, y if y is not None else code) if logits is not None else 0.0)
 
     def aux_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | float:
-        w = self.hparams.aux_weight
+        w = self.aux_weight
         return w * F.cross_entropy(logits, y) if w else 0.0
 
     # --- training ---
@@ -254,7 +258,7 @@ class SampleWriter(BasePredictionWriter):
 
 class GANCLI(TaskCLI):
     task, model_class, datamodule_class = "gan", DigitGAN, GANDataModule
-    max_epochs = 16
+    max_epochs = 20
     trainer_overrides = {"check_val_every_n_epoch": 4}  # the last epoch is evaluated, so the best can be it
     ddp_find_unused = True  # D and G step in turn: each backward leaves the other network's weights unused
     monitor, mode = "val/legible_fid", "min"  # digit-FID among legible checkpoints (see GANEvaluation)

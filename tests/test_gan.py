@@ -191,7 +191,7 @@ def test_class_input_and_discriminator_width_options():
 
 def test_channels_last_changes_the_layout_not_the_function():
     torch.manual_seed(0)
-    nhwc = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0))
+    nhwc = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0))  # aux_weight None: 0 without labels
     nchw = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0), channels_last=False)
     nchw.load_state_dict(nhwc.state_dict())
     conv = nhwc.generator.blocks[0].wrap.conv1.weight
@@ -208,7 +208,7 @@ def test_aux_class_loss_is_cross_entropy_of_the_critic_head(arch):
     """AC-GAN's term: L_G(aux_weight=w) - L_G(0) = w * CE(V h(fake), y); L_D adds it on the real half only."""
     torch.manual_seed(0)
     model = DigitGAN(GANConfig(arch, channels=8, z_dim=16, num_classes=10), aux_weight=0.5)
-    plain = DigitGAN(GANConfig(arch, channels=8, z_dim=16, num_classes=10))
+    plain = DigitGAN(GANConfig(arch, channels=8, z_dim=16, num_classes=10), aux_weight=0)
     plain.load_state_dict(model.state_dict())
     model.eval(), plain.eval()  # freeze spectral norm's power iteration so both see the same weights
     real, fake, y = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 28, 28) * 2 - 1, torch.arange(4)
@@ -375,13 +375,14 @@ def test_predict_draws_the_requested_labels(tmp_path, judge_path, monkeypatch):
 
 
 def test_cli_unconditional_config(tmp_path, judge_path):
-    """configs/gan_unconditional.yaml, as a user types it: no labels, G at 8e-4, no label accuracy."""
+    """configs/gan_unconditional.yaml, as a user types it: no labels, InfoGAN's code, G at 8e-4, no label accuracy."""
     config = Path(__file__).parents[1] / "configs" / "gan_unconditional.yaml"
     args = ["--data.source=embedded", "--data.batch_size=8", "--model.net.channels=8", "--model.net.z_dim=16",
             f"--evaluation.classifier_path={judge_path}", "--evaluation.samples=16",
             "--evaluation.test_samples=16"]  # fmt: skip
     cli = cli_main(["fit", f"--config={config}", *args, "--trainer.fast_dev_run=true"])
     assert cli.model.num_classes == 0 and cli.model.hparams.lr_g == pytest.approx(8e-4)
+    assert cli.model.codes == 10 and cli.model.aux_weight == 1.0 and cli.model.hparams.mode_seeking == 0
     assert "test/digit_fid" in cli.trainer.callback_metrics and "test/label_acc" not in cli.trainer.callback_metrics
 
 
