@@ -195,10 +195,11 @@ class DigitGAN(pl.LightningModule):
                 half = b // 2
                 y = None if y is None else torch.cat([y[:half], y[:half]])
                 z = self.noise(2 * half)
-                fake = self.generator(z, self.condition(z, y))
-                g_loss = self.g_loss(fake, y, self.condition(z, y)) + self.hparams.mode_seeking * mode_seeking_loss(
-                    fake, z
-                )
+                if self.codes:  # ... and the first's codes: the entries that pick the code are shared
+                    z[half:, : self.codes] = z[:half, : self.codes]
+                c = self.condition(z, y)
+                fake = self.generator(z, c)
+                g_loss = self.g_loss(fake, y, c) + self.hparams.mode_seeking * mode_seeking_loss(fake, z)
             else:
                 z = self.noise(b)
                 g_loss = self.g_loss(self.generator(z, self.condition(z, y)), y, self.condition(z, y))

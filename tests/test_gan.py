@@ -113,6 +113,23 @@ def test_mode_seeking_step_pairs_noises_with_the_same_labels(judge_path, monkeyp
     assert torch.equal(g_labels, torch.tensor([0, 1, 2, 3, 0, 1, 2, 3]))
 
 
+def test_mode_seeking_step_pairs_noises_with_the_same_codes(monkeypatch):
+    torch.manual_seed(0)
+    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, codes=10), mode_seeking=1.0)
+    seen = []
+    original = model.generator.forward
+    monkeypatch.setattr(model.generator, "forward", lambda z, y=None: seen.append((z, y)) or original(z, y))
+    trainer = __import__("pytorch_lightning").Trainer(
+        max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    images, labels = torch.randn(8, 1, 28, 28), torch.arange(8)
+    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(images, labels), batch_size=8))  # fmt: skip
+    z, codes = seen[1]  # the generator step
+    assert torch.equal(codes[:4], codes[4:]) and not torch.equal(z[:4], z[4:])
+
+
 def test_truncate_maps_the_normal_onto_the_normal_cut_at_t():
     from tasks.gan import truncate
 
@@ -382,7 +399,7 @@ def test_cli_unconditional_config(tmp_path, judge_path):
             "--evaluation.test_samples=16"]  # fmt: skip
     cli = cli_main(["fit", f"--config={config}", *args, "--trainer.fast_dev_run=true"])
     assert cli.model.num_classes == 0 and cli.model.hparams.lr_g == pytest.approx(8e-4)
-    assert cli.model.codes == 10 and cli.model.aux_weight == 1.0 and cli.model.hparams.mode_seeking == 0
+    assert cli.model.codes == 10 and cli.model.aux_weight == 0.2 and cli.model.hparams.mode_seeking == 0.6
     assert "test/digit_fid" in cli.trainer.callback_metrics and "test/label_acc" not in cli.trainer.callback_metrics
 
 
