@@ -183,8 +183,9 @@ class DigitGAN(pl.LightningModule):
 
         with torch.no_grad():
             z = self.noise(b)
-            fake = self.generator(z, self.condition(z, y))
-        d_loss = self.d_loss(real, fake, y, self.condition(z, y))
+            c = self.condition(z, y)
+            fake = self.generator(z, c)
+        d_loss = self.d_loss(real, fake, y, c)
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_loss)
         opt_d.step()
@@ -202,7 +203,8 @@ class DigitGAN(pl.LightningModule):
                 g_loss = self.g_loss(fake, y, c) + self.hparams.mode_seeking * mode_seeking_loss(fake, z)
             else:
                 z = self.noise(b)
-                g_loss = self.g_loss(self.generator(z, self.condition(z, y)), y, self.condition(z, y))
+                c = self.condition(z, y)
+                g_loss = self.g_loss(self.generator(z, c), y, c)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             opt_g.step()

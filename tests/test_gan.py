@@ -96,12 +96,8 @@ def test_mode_seeking_loss_is_msgan_eq_3():
     torch.testing.assert_close(mode_seeking_loss(fake, z), 1 / (ratio + 1e-5))
 
 
-def test_mode_seeking_step_pairs_noises_with_the_same_labels(judge_path, monkeypatch):
-    torch.manual_seed(0)
-    model = DigitGAN(GANConfig(channels=8, z_dim=16), mode_seeking=1.0)
-    seen = []
-    original = model.generator.forward
-    monkeypatch.setattr(model.generator, "forward", lambda z, y=None: seen.append(y) or original(z, y))
+def fit_one_step(model: DigitGAN) -> None:
+    """One D and one G step on a batch of 8 random images labelled 0..7."""
     trainer = __import__("pytorch_lightning").Trainer(
         max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, accelerator="cpu",
@@ -109,6 +105,15 @@ def test_mode_seeking_step_pairs_noises_with_the_same_labels(judge_path, monkeyp
     images, labels = torch.randn(8, 1, 28, 28), torch.arange(8)
     trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(images, labels), batch_size=8))  # fmt: skip
+
+
+def test_mode_seeking_step_pairs_noises_with_the_same_labels(judge_path, monkeypatch):
+    torch.manual_seed(0)
+    model = DigitGAN(GANConfig(channels=8, z_dim=16), mode_seeking=1.0)
+    seen = []
+    original = model.generator.forward
+    monkeypatch.setattr(model.generator, "forward", lambda z, y=None: seen.append(y) or original(z, y))
+    fit_one_step(model)
     g_labels = seen[1]  # the generator step's labels (the first call made D's fakes)
     assert torch.equal(g_labels, torch.tensor([0, 1, 2, 3, 0, 1, 2, 3]))
 
@@ -119,13 +124,7 @@ def test_mode_seeking_step_pairs_noises_with_the_same_codes(monkeypatch):
     seen = []
     original = model.generator.forward
     monkeypatch.setattr(model.generator, "forward", lambda z, y=None: seen.append((z, y)) or original(z, y))
-    trainer = __import__("pytorch_lightning").Trainer(
-        max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, accelerator="cpu",
-    )  # fmt: skip
-    images, labels = torch.randn(8, 1, 28, 28), torch.arange(8)
-    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(images, labels), batch_size=8))  # fmt: skip
+    fit_one_step(model)
     z, codes = seen[1]  # the generator step
     assert torch.equal(codes[:4], codes[4:]) and not torch.equal(z[:4], z[4:])
 
