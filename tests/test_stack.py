@@ -69,9 +69,10 @@ def test_static_hyper_connections_follow_eq_3_to_5():
 def test_dynamic_hyper_connections_depend_on_the_input_once_trained():
     hc = HyperConnections(branches(), D, streams=4, dynamic=True)
     with torch.no_grad():
-        hc.w_mix.normal_()
+        hc.w_dynamic[:, 1:-1].normal_()  # W_r
     x = torch.randn(2, 3, D)
-    _, mix, _ = hc.connections(0, x.unsqueeze(-2).expand(2, 3, 4, D) + torch.randn(2, 3, 4, D))
+    width, _ = hc.connections(0, x.unsqueeze(-2).expand(2, 3, 4, D) + torch.randn(2, 3, 4, D))
+    mix = width[..., 1:]  # A_r
     assert mix.shape == (2, 3, 4, 4) and not torch.allclose(mix[0, 0], mix[1, 2])
 
 
@@ -86,7 +87,8 @@ def test_mhc_mixing_stays_doubly_stochastic_through_training():
         opt.step()
         for k in range(L):
             streams = x.unsqueeze(-2).expand(6, 5, 4, D) + 0.1 * torch.randn(6, 5, 4, D)
-            read, mix, write = mhc.connections(k, streams)
+            width, write = mhc.connections(k, streams)
+            read, mix = width[..., 0], width[..., 1:]  # A_m, A_r
             torch.testing.assert_close(mix.sum(-1), torch.ones_like(mix.sum(-1)), atol=1e-3, rtol=0)
             torch.testing.assert_close(mix.sum(-2), torch.ones_like(mix.sum(-2)), atol=1e-3, rtol=0)
             assert (read >= 0).all() and (write >= 0).all() and (mix >= 0).all()
