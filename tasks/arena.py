@@ -1,6 +1,6 @@
 """The arena: one GPT, one text, one budget, every residual design, several depths, several seeds.
 
-python -m tasks.lab arena                                        # the CPU default: 4, 8, 16 layers, < 30 min
+python -m tasks.lab arena                                        # the CPU default: 4, 8, 16 layers, ~30 min
 python -m tasks.lab arena --depths '[12, 24, 48]' --steps 1000 --dim 256   # a GPU-sized run
 python -m tasks.lab arena --text_file my_corpus.txt
 
@@ -157,8 +157,8 @@ def arena(
         depths: GPT layers (each an attention and an MLP sub-layer).
         seeds: seeds per design and depth.
         steps: training steps per run.
-        batch_size: windows of 64 bytes per step; 20 keeps the default command under 30 minutes on a 2-core
-            CPU (32 took 41 minutes).
+        batch_size: windows of 64 bytes per step; at 20 the default command took 30.5 minutes on a 2-core
+            CPU (at 32, about 41).
         dim: width; heads: attention heads.
         lr: AdamW learning rate of the main runs (constant, no warm-up: the designs' own stability shows).
         sweep: learning rates of the stability sweep (seed 0, depth `sweep_depth`).
