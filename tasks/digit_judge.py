@@ -8,8 +8,12 @@ and every later run loads them.
 from __future__ import annotations
 
 import os
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import RichProgressBar
@@ -81,20 +85,43 @@ def load_digit_classifier(path: str | Path | None = None, source: Source = "auto
     return net
 
 
+JUDGE_SEED = 0
+
+
+@contextmanager
+def fixed_randomness(seed: int) -> Iterator[None]:
+    """Run the block with every random stream (and Lightning's global seed) set from `seed`, and give the
+    caller's streams back afterwards as they were: the judge is the same on every machine whatever seed
+    the task runs with, and training it does not change what the task draws next."""
+    saved = random.getstate(), np.random.get_state(), os.environ.get("PL_GLOBAL_SEED")
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
+        os.environ["PL_GLOBAL_SEED"] = str(seed)
+        try:
+            yield
+        finally:
+            random.setstate(saved[0]), np.random.set_state(saved[1])
+            if saved[2] is None:
+                os.environ.pop("PL_GLOBAL_SEED", None)
+            else:
+                os.environ["PL_GLOBAL_SEED"] = saved[2]
+
+
 def train_digit_classifier(path: Path, source: Source = "auto", root: str = "data") -> ResNet:
     """Train ResNet-20 on MNIST (6 epochs, under a minute on 2 CPU cores), save its weights at `path`, return it."""
     from tasks.data import ImageDataModule
     from tasks.resnet import ImageClassifier
 
     rank_zero_info(f"digit-FID needs a digit classifier: training ResNet-20 once (~1 min on a CPU), cached at {path}")
-    model = ImageClassifier(ResNetConfig("resnet20"), lr=0.1, schedule="onecycle")
-    data = ImageDataModule("mnist", source=source, root=root)
-    trainer = pl.Trainer(
-        max_epochs=6, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-        callbacks=[RichProgressBar(leave=True)], enable_model_summary=False,
-    )  # fmt: skip
-    trainer.fit(model, datamodule=data)
-    acc = trainer.test(model, datamodule=data, verbose=False)[0]["test/acc"]
+    with fixed_randomness(JUDGE_SEED):  # one judge for every machine and every task seed
+        model = ImageClassifier(ResNetConfig("resnet20"), lr=0.1, schedule="onecycle")
+        data = ImageDataModule("mnist", source=source, root=root)
+        trainer = pl.Trainer(
+            max_epochs=6, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
+            callbacks=[RichProgressBar(leave=True)], enable_model_summary=False,
+        )  # fmt: skip
+        trainer.fit(model, datamodule=data)
+        acc = trainer.test(model, datamodule=data, verbose=False)[0]["test/acc"]
     rank_zero_info(f"digit classifier: {acc:.2%} test accuracy, saved to {path}")
     with atomic_write(path) as tmp:
         torch.save(model.net.state_dict(), tmp)
