@@ -20,7 +20,8 @@ from tasks.gan import DigitGAN
 
 
 def training_step(model: DigitGAN, batch_size: int) -> Callable[[], None]:
-    """One step of DigitGAN.training_step's arithmetic without a Trainer (D on real and fake, then G)."""
+    """One step of DigitGAN.training_step's arithmetic without a Trainer (one G forward; D on real and fake,
+    then G on the same fakes), without the mode-seeking and variety terms."""
     h = model.hparams
     opt_g = torch.optim.Adam(model.generator.parameters(), lr=h.lr_g, betas=h.betas)
     opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=h.lr_d, betas=h.betas)
@@ -28,13 +29,12 @@ def training_step(model: DigitGAN, batch_size: int) -> Callable[[], None]:
     y = torch.randint(0, 10, (batch_size,)) if model.num_classes else None
 
     def step() -> None:
-        with torch.no_grad():
-            fake = model.generator(model.noise(batch_size), y)
+        fake = model.generator(model.noise(batch_size), y)
         opt_d.zero_grad(set_to_none=True)
-        model.d_loss(real, fake, y).backward()
+        model.d_loss(real, fake.detach(), y).backward()
         opt_d.step()
         opt_g.zero_grad(set_to_none=True)
-        model.g_loss(model.generator(model.noise(batch_size), y), y).backward()
+        model.g_loss(fake, y).backward()
         opt_g.step()
         model.ema.update_parameters(model.generator)
 

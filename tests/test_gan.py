@@ -96,6 +96,63 @@ def test_mode_seeking_loss_is_msgan_eq_3():
     torch.testing.assert_close(mode_seeking_loss(fake, z), 1 / (ratio + 1e-5))
 
 
+def test_variety_floor_pushes_only_pairs_closer_than_real_digits_of_their_class():
+    from tasks.gan import variety_floor_loss
+
+    base = torch.zeros(3, 1, 2, 2)
+    second = base + torch.tensor([0.0, 0.1, 0.4]).view(3, 1, 1, 1)  # pair distances 0, 0.1, 0.4
+    spread = torch.tensor([0.2, 0.2, 0.2])
+    # relu(1 - d / s): 1 for a collapsed pair, 0.5 at half the real spread, 0 beyond it
+    torch.testing.assert_close(variety_floor_loss(torch.cat([base, second]), spread), torch.tensor((1 + 0.5 + 0) / 3))
+
+
+def test_real_spread_is_the_mean_l1_distance_between_two_real_digits_of_a_class():
+    model = DigitGAN(GANConfig(channels=8, z_dim=16))
+    real, y = torch.rand(12, 1, 28, 28) * 2 - 1, torch.tensor([0, 1, 2] * 4)
+    model.update_real_spread(real[:6], y[:6])
+    model.update_real_spread(real[6:], y[6:])  # the running mean pools the batches' pairs
+    for c in range(3):
+        digits = real[y == c].flatten(1)
+        same_batch = [(i, j) for i in range(4) for j in range(4) if i != j and i // 2 == j // 2]
+        pairs = [(digits[i] - digits[j]).abs().mean() for i, j in same_batch]
+        torch.testing.assert_close(model.real_spread(torch.tensor([c])), torch.stack(pairs).mean().view(1))
+    assert model.real_spread(torch.tensor([7])).item() == pytest.approx(1e-3)  # no digits yet: the clamp, not 0
+    with pytest.raises(ValueError, match="variety_floor needs class labels"):
+        DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0), variety_floor=1.0)
+
+
+def test_checkpoint_from_before_the_variety_floor_loads(tmp_path):
+    import pytorch_lightning as pl
+
+    model = DigitGAN(GANConfig(channels=8, z_dim=16))
+    state = {k: v for k, v in model.state_dict().items() if k not in ("real_distance", "real_pairs")}
+    path = tmp_path / "old.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": pl.__version__}, path)  # fmt: skip
+    loaded = DigitGAN.load_from_checkpoint(path, weights_only=False)
+    assert torch.equal(loaded.real_pairs, torch.zeros(10))
+    pairs = zip(loaded.generator.parameters(), model.generator.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_the_judge_trains_from_its_own_seed_and_gives_the_callers_randomness_back(monkeypatch):
+    import os
+    import random
+
+    from tasks.digit_judge import fixed_randomness
+
+    monkeypatch.setenv("PL_GLOBAL_SEED", "42")
+    torch.manual_seed(42), random.seed(42)
+    draws = []
+    for _ in range(2):
+        with fixed_randomness(0):
+            draws.append((torch.rand(3), random.random(), os.environ["PL_GLOBAL_SEED"]))
+    assert torch.equal(draws[0][0], draws[1][0]) and draws[0][1:] == draws[1][1:] == (draws[0][1], "0")
+    after = torch.rand(3), random.random(), os.environ["PL_GLOBAL_SEED"]
+    torch.manual_seed(42), random.seed(42)
+    assert torch.equal(after[0], torch.rand(3)) and after[1:] == (random.random(), "42")  # as if nothing had run
+
+
 def fit_one_step(model: DigitGAN) -> None:
     """One D and one G step on a batch of 8 random images labelled 0..7."""
     trainer = __import__("pytorch_lightning").Trainer(
@@ -114,8 +171,8 @@ def test_mode_seeking_step_pairs_noises_with_the_same_labels(judge_path, monkeyp
     original = model.generator.forward
     monkeypatch.setattr(model.generator, "forward", lambda z, y=None: seen.append(y) or original(z, y))
     fit_one_step(model)
-    g_labels = seen[1]  # the generator step's labels (the first call made D's fakes)
-    assert torch.equal(g_labels, torch.tensor([0, 1, 2, 3, 0, 1, 2, 3]))
+    assert len(seen) == 1  # one forward of G serves D's step and G's
+    assert torch.equal(seen[0], torch.tensor([0, 1, 2, 3, 0, 1, 2, 3]))
 
 
 def test_mode_seeking_step_pairs_noises_with_the_same_codes(monkeypatch):
@@ -125,7 +182,7 @@ def test_mode_seeking_step_pairs_noises_with_the_same_codes(monkeypatch):
     original = model.generator.forward
     monkeypatch.setattr(model.generator, "forward", lambda z, y=None: seen.append((z, y)) or original(z, y))
     fit_one_step(model)
-    z, codes = seen[1]  # the generator step
+    ((z, codes),) = seen
     assert torch.equal(codes[:4], codes[4:]) and not torch.equal(z[:4], z[4:])
 
 
@@ -398,7 +455,8 @@ def test_cli_unconditional_config(tmp_path, judge_path):
             "--evaluation.test_samples=16"]  # fmt: skip
     cli = cli_main(["fit", f"--config={config}", *args, "--trainer.fast_dev_run=true"])
     assert cli.model.num_classes == 0 and cli.model.hparams.lr_g == pytest.approx(8e-4)
-    assert cli.model.codes == 10 and cli.model.aux_weight == 0.2 and cli.model.hparams.mode_seeking == 0.6
+    assert cli.model.codes == 10 and cli.model.aux_weight == 0.5 and cli.model.hparams.mode_seeking == 0.3
+    assert cli.model.variety_floor == 0  # it needs labels
     assert "test/digit_fid" in cli.trainer.callback_metrics and "test/label_acc" not in cli.trainer.callback_metrics
 
 
