@@ -27,6 +27,7 @@ from tasks.cli import TaskCLI, run
 from tasks.data.gan_digits import GANDataModule
 from tasks.digit_judge import MEAN, STD
 from tasks.digit_quality import GANEvaluation
+from tasks.gan_losses import mode_seeking_loss, variety_floor_loss
 from tasks.outputs import run_dir, save_png
 
 
@@ -49,25 +50,6 @@ def truncate(z: torch.Tensor, t: float) -> torch.Tensor:
     """z ~ N(0, 1) -> N(0, 1) cut to [-t, t], quantile for quantile: Phi^-1(Phi(-t) + Phi(z)(Phi(t) - Phi(-t)))."""
     low = torch.special.ndtr(torch.tensor(-t, dtype=z.dtype))
     return torch.special.ndtri(low + torch.special.ndtr(z) * (1 - 2 * low)).clamp(-t, t)
-
-
-def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """MSGAN's term (Mao et al. 2019, Eq. 3), to minimise: 1 / (mean|G(z1) - G(z2)| / mean|z1 - z2| + eps),
-    for the two halves of a batch generated with the same labels."""
-    f1, f2 = fake.chunk(2)
-    z1, z2 = z.chunk(2)
-    ratio = (f1 - f2).abs().mean() / (z1 - z2).abs().mean()
-    return 1 / (ratio + eps)
-
-
-def variety_floor_loss(fake: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
-    """A per-class floor on variety, to minimise: mean over pairs of relu(1 - mean|G(z1, y) - G(z2, y)| / s_y).
-
-    DSGAN's clipped diversity term (Yang et al. 2019) with the clip set per pair by `spread` (s_y, the mean
-    L1 distance between two real digits of the pair's class): a pair closer than two real digits of its
-    class is pushed apart, a pair as far apart is left alone. `fake`'s halves are the pairs."""
-    f1, f2 = fake.chunk(2)
-    return F.relu(1 - (f1 - f2).abs().flatten(1).mean(1) / spread).mean()
 
 
 class DigitGAN(pl.LightningModule):

@@ -89,7 +89,7 @@ def test_one_manual_step_changes_both_networks(judge_path):
 
 
 def test_mode_seeking_loss_is_msgan_eq_3():
-    from tasks.gan import mode_seeking_loss
+    from tasks.gan_losses import mode_seeking_loss
 
     fake, z = torch.randn(6, 1, 4, 4), torch.randn(6, 5)
     ratio = (fake[:3] - fake[3:]).abs().mean() / (z[:3] - z[3:]).abs().mean()
@@ -97,7 +97,7 @@ def test_mode_seeking_loss_is_msgan_eq_3():
 
 
 def test_variety_floor_pushes_only_pairs_closer_than_real_digits_of_their_class():
-    from tasks.gan import variety_floor_loss
+    from tasks.gan_losses import variety_floor_loss
 
     base = torch.zeros(3, 1, 2, 2)
     second = base + torch.tensor([0.0, 0.1, 0.4]).view(3, 1, 1, 1)  # pair distances 0, 0.1, 0.4
@@ -139,7 +139,7 @@ def test_the_judge_trains_from_its_own_seed_and_gives_the_callers_randomness_bac
     import os
     import random
 
-    from tasks.digit_judge import fixed_randomness
+    from tasks.data.reproducible import fixed_randomness
 
     monkeypatch.setenv("PL_GLOBAL_SEED", "42")
     torch.manual_seed(42), random.seed(42)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,25 @@ def seed_batch(epoch: int, batch: int, rank: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     seed_torch(seed)
+
+
+@contextmanager
+def fixed_randomness(seed: int) -> Iterator[None]:
+    """Run the block with every random stream (and Lightning's global seed) set from `seed`, and give the
+    caller's streams back afterwards as they were: work inside it (training the digit judge) gives the same
+    result whatever seed the task runs with, and does not change what the task draws next."""
+    saved = random.getstate(), np.random.get_state(), os.environ.get("PL_GLOBAL_SEED")
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
+        os.environ["PL_GLOBAL_SEED"] = str(seed)
+        try:
+            yield
+        finally:
+            random.setstate(saved[0]), np.random.set_state(saved[1])
+            if saved[2] is None:
+                os.environ.pop("PL_GLOBAL_SEED", None)
+            else:
+                os.environ["PL_GLOBAL_SEED"] = saved[2]
 
 
 def seed_sample(i: int) -> None:
