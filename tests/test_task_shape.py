@@ -139,3 +139,21 @@ def test_no_warning_a_user_cannot_act_on(tmp_path):
     for noise in ("litlogger", "LeafSpec", "UserWarning"):
         assert noise not in done.stdout + done.stderr
     assert "embedded 5k subset" in done.stdout + done.stderr  # the notice itself stays
+
+
+def test_options_beside_ckpt_path_override_the_checkpoints_hyperparameters(tmp_path):
+    """The checkpoint's hyperparameters are the defaults, what the user writes wins: Lightning alone let
+    the checkpoint win, so `test --ckpt_path X --model.<option>=...` silently ran with X's value."""
+    out = [f"--trainer.default_root_dir={tmp_path / 'runs'}", "--trainer.limit_test_batches=1"]
+    resnet_main(["fit", *TINY, *SHORT, *out, "--model.label_smoothing=0.1", "--model.net.width=0.5"])
+    ckpt = tmp_path / "runs" / "resnet" / "version_0" / "checkpoints" / "last.ckpt"
+
+    def tested(*args: str) -> dict:
+        return dict(resnet_main(["test", "--data.source=embedded", *out, f"--ckpt_path={ckpt}", *args]).model.hparams)
+
+    kept = tested()
+    assert kept["label_smoothing"] == 0.1 and kept["net"]["width"] == 0.5 and kept["net"]["arch"] == "resnet8"
+    assert tested("--model.label_smoothing=0.2")["label_smoothing"] == 0.2  # the command line wins
+    config = tmp_path / "smoothing.yaml"
+    config.write_text("model:\n  label_smoothing: 0.3\n")
+    assert tested(f"--config={config}")["label_smoothing"] == 0.3  # so does a --config file
