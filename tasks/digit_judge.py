@@ -8,6 +8,7 @@ test accuracy on every machine), with a progress bar; the weights are cached und
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -91,12 +92,14 @@ def train_digit_classifier(path: Path, source: Source = "auto", root: str = "dat
     from tasks.resnet import ImageClassifier
 
     rank_zero_info(f"digit-FID needs a digit classifier: training ResNet-20 once (~1 min on a CPU), cached at {path}")
-    with fixed_randomness(JUDGE_SEED):  # one judge for every machine and every task seed
+    # one judge for every machine and every task seed; its run's files (a confusion matrix) go to a
+    # folder that is deleted, not into the user's current directory
+    with fixed_randomness(JUDGE_SEED), tempfile.TemporaryDirectory(prefix="digit-judge-") as scratch:
         model = ImageClassifier(ResNetConfig("resnet20"), lr=0.1, schedule="onecycle")
         data = ImageDataModule("mnist", source=source, root=root)
         trainer = pl.Trainer(
             max_epochs=6, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-            callbacks=[RichProgressBar(leave=True)], enable_model_summary=False,
+            callbacks=[RichProgressBar(leave=True)], enable_model_summary=False, default_root_dir=scratch,
         )  # fmt: skip
         trainer.fit(model, datamodule=data)
         acc = trainer.test(model, datamodule=data, verbose=False)[0]["test/acc"]

@@ -463,3 +463,22 @@ def test_cli_unconditional_config(tmp_path, judge_path):
 def test_generator_uses_residual_blocks():
     g = ResNetGenerator(16, 8)
     assert all(isinstance(b, Residual) for b in g.blocks)
+
+
+def test_training_the_judge_writes_only_its_cache_file(tmp_path, monkeypatch):
+    """A fresh machine's first `fit` trains the judge; its run left confusion_matrix.png in the user's cwd."""
+    import pytorch_lightning as pl
+
+    import tasks.digit_judge as digit_judge
+
+    class OneBatchTrainer(pl.Trainer):
+        def __init__(self, **kwargs):
+            kwargs.update(max_epochs=1, limit_train_batches=1, limit_val_batches=1, limit_test_batches=1)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(digit_judge.pl, "Trainer", OneBatchTrainer)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    cached = tmp_path / "cache" / "judge.pt"
+    digit_judge.train_digit_classifier(cached, source="embedded")
+    assert cached.is_file() and not any((tmp_path / "cwd").iterdir())
