@@ -94,17 +94,19 @@ def check_checkpoint(path: str | Path, model: torch.nn.Module, task: str) -> Non
         )
 
 
-def check_hyperparameters(path: str | Path, model_class: type, task: str, renamed: Mapping[str, str]) -> None:
-    """Refuse a checkpoint that cannot be read or whose hyperparameters `model_class` does not take.
+def check_hyperparameters(path: str | Path, model_class: type, task: str, renamed: Mapping[str, str]) -> dict[str, Any]:
+    """Refuse a checkpoint that cannot be read or whose hyperparameters `model_class` does not take; return
+    them (Lightning's private `_*` entries left out).
 
     `renamed` maps option names of earlier versions to what replaced them, so an old checkpoint is named
     as old, with the new key, instead of as foreign.
     """
     hparams = _load(Path(path), weights_only=True).get("hyper_parameters", {})
+    ours = {k: v for k, v in hparams.items() if not k.startswith("_")}
     if "_class_path" in hparams:  # subclass mode: the parser checks the class itself
-        return
+        return ours
     accepted = set(inspect.signature(model_class).parameters)
-    foreign = sorted(k for k in hparams if not k.startswith("_") and k not in accepted)
+    foreign = sorted(k for k in ours if k not in accepted)
     old = [k for k in foreign if k in renamed]
     if old:
         raise ValueError(
@@ -117,6 +119,7 @@ def check_hyperparameters(path: str | Path, model_class: type, task: str, rename
             f"{', '.join(foreign[:4])}, which {model_class.__name__} does not take. Pass a checkpoint written by "
             f"`python -m tasks.{task} fit`."
         )
+    return ours
 
 
 __all__ = ["AtomicCheckpointIO", "check_checkpoint", "check_hyperparameters", "find_last_checkpoint", "last_checkpoint"]

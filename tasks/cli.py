@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
-import torch
 import yaml
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
@@ -120,24 +119,18 @@ class TaskCLI(LightningCLI):
         check_old_options(sys.argv[1:] if args is None else args, self.renamed, self.task)
         self._args = args
         super().parse_arguments(parser, args)
-        # LightningCLI reads a checkpoint's hyperparameters into the config next; a checkpoint that is
-        # unreadable or of another task must fail here with one line, not a traceback or a parser error
-        subcommand = self.config.get("subcommand")
-        path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if path and Path(path).is_file():
-            check_hyperparameters(path, self.model_class, self.task, self.renamed)
 
     def _parse_ckpt_path(self) -> None:
         """A checkpoint's hyperparameters become the defaults of `--model.*`, and what the user wrote (on the
         command line or in a `--config` file) overrides them: `test --ckpt_path X --model.truncation=2`
         samples with truncation. Lightning merges them over the whole config instead, which silently
-        dropped every `--model.*` given beside `--ckpt_path` (Lightning PR #21455)."""
+        dropped every `--model.*` given beside `--ckpt_path` (Lightning PR #21455). A checkpoint that is
+        unreadable or of another task fails here with one line, not a traceback or a parser error."""
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not (path and Path(path).is_file()):
             return
-        hparams = torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
-        hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
+        hparams = check_hyperparameters(path, self.model_class, self.task, self.renamed)
         if not hparams:
             return
         self._parser(subcommand).set_defaults({f"model.{k}": v for k, v in hparams.items()})

@@ -76,8 +76,8 @@ class DigitGAN(pl.LightningModule):
             mean|G(z1, y) - G(z2, y)| / mean|z1 - z2| over pairs of noises with the same labels, as
             1 / (ratio + 1e-5), so that different z give different digits; 0 turns it off. 0.3, beside the
             variety floor: 0.4 (floor 5) and 0.5 (floor 7) cost legibility (94.9% and 92.8% recognisable
-            for seed 42), and
-            without the floor 0.3 left the least varied class at 0.55x real (docs/history.md).
+            for seed 42), and without the floor 0.3 left the least varied class at 0.55x real
+            (docs/history.md).
         variety_floor: weight of a per-class floor on variety (`variety_floor_loss`): G also pushes apart
             the pairs of digits of one label that lie closer than two real digits of that class do (the
             real spread is a running mean over the training batches), leaving the classes that already
