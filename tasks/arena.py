@@ -15,8 +15,13 @@ Everything goes into `report.md` with tables (mean ± std over seeds) and PNGs.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +33,9 @@ from residual_kit.gradient_flow import GradientFlowMonitor
 from residual_kit.models.gpt import GPT, GPTConfig
 from residual_kit.plotting import pyplot
 from tasks.callbacks import DivergenceGuard, fit_or_diverged
+from tasks.cli import quiet_lightning
 from tasks.data.char_text import CharTextDataModule
-from tasks.lab_report import markdown_table, mean_std, run_once, smooth, write_report
+from tasks.lab_report import finished_run, markdown_table, mean_std, save_run, smooth, write_report
 from tasks.outputs import save_figure
 
 DESIGNS: dict[str, dict[str, Any]] = {
@@ -149,6 +155,7 @@ def arena(
     text_file: str | None = None,
     out: str = "runs/lab/arena",
     resume: bool = True,
+    workers: int | None = None,
 ) -> Path:
     """Every residual design on the same GPT, text, budget and seeds, at several depths (see the module doc).
 
@@ -166,6 +173,9 @@ def arena(
         text_file: the text to model; default: the standard-library corpus.
         out: folder for report.md, results.csv and the PNGs.
         resume: reuse finished runs of the same settings in `out` (a killed arena goes on).
+        workers: runs trained at once, in processes of their own. Default: one per CPU core, each on one
+            thread, without a GPU (small models use two threads poorly: two one-thread runs at once
+            finished 1.5x faster than one after the other on two threads); one with a GPU.
     """
     designs, depths = designs or list(DESIGNS), depths or [4, 8, 16]
     seeds, sweep, folder = seeds or [0, 1, 2], sweep or [1e-3, 3e-3, 1e-2, 3e-2], Path(out)
@@ -173,19 +183,24 @@ def arena(
     if unknown:
         raise ValueError(f"unknown designs {unknown}; choose from {list(DESIGNS)}")
 
-    def one(design: str, depth: int, seed: int, rate: float) -> dict[str, Any]:
-        settings = dict(design=design, depth=depth, seed=seed, lr=rate, steps=steps, dim=dim, heads=heads,
-                        target=target, text_file=text_file, batch_size=batch_size)  # fmt: skip
-        name = f"{design.replace(' ', '_')}-L{depth}-seed{seed}-lr{rate:g}"
-        return run_once(folder / "runs" / name / "result.json", settings, lambda: train_design(**settings), resume)
+    def settings(design: str, depth: int, seed: int, rate: float) -> dict[str, Any]:
+        return dict(design=design, depth=depth, seed=seed, lr=rate, steps=steps, dim=dim, heads=heads,
+                    target=target, text_file=text_file, batch_size=batch_size)  # fmt: skip
 
-    runs = [one(d, depth, s, lr) for depth in depths for d in designs for s in seeds]
-    swept = [one(d, sweep_depth, seeds[0], rate) for d in designs for rate in sweep]
+    main = [settings(d, depth, s, lr) for depth in depths for d in designs for s in seeds]
+    sweep_runs = [settings(d, sweep_depth, seeds[0], rate) for d in designs for rate in sweep]
+    results = train_all(main + sweep_runs, folder / "runs", workers, resume)
+    runs, swept = [results[run_name(s)] for s in main], [results[run_name(s)] for s in sweep_runs]
+    times = step_times(designs, depths, dim, heads, batch_size)
     unigram = unigram_bits(text_file)
     tables = [
         ("Held-out bits per byte (mean ± std over seeds)", markdown_table(summary(runs, designs, depths))),
         ("Stability: bits per byte by learning rate", markdown_table(stability(swept, designs, sweep, unigram))),
-        ("Cost against pre-norm at each depth (median over seeds)", markdown_table(cost(runs, designs, depths))),
+        (
+            f"Cost against {baseline(designs).replace('pre', 'pre-norm', 1)} at each depth (time per step: median "
+            "ratio over 3 interleaved rounds, timed alone after the runs)",
+            markdown_table(cost(runs, times, designs, depths)),
+        ),
     ]
     figs = plot_arena(runs, designs, depths, folder)
     intro = (
@@ -232,20 +247,125 @@ def stability(swept: list[dict[str, Any]], designs: list[str], rates: list[float
     return rows
 
 
-def cost(runs: list[dict[str, Any]], designs: list[str], depths: list[int]) -> list[dict[str, Any]]:
-    def median(design: str, depth: int, key: str) -> float:
-        values = sorted(r[key] for r in runs if r["design"] == design and r["depth"] == depth)
-        return values[len(values) // 2]
+def baseline(designs: list[str]) -> str:
+    """The design that costs are measured against: pre-norm, or the first design when pre-norm is not run."""
+    return "pre" if "pre" in designs else designs[0]
 
-    rows = []
+
+def cost(runs: list[dict[str, Any]], times: dict[tuple[str, int], float], designs: list[str],
+         depths: list[int]) -> list[dict[str, Any]]:  # fmt: skip
+    def params(design: str, depth: int) -> int:
+        return next(r["params"] for r in runs if r["design"] == design and r["depth"] == depth)
+
+    base, rows = baseline(designs), []
     for design in designs:
         row: dict[str, Any] = {"design": design}
         for depth in depths:
-            base_ms, base_p = median("pre", depth, "ms/step"), median("pre", depth, "params")
-            row[f"time/step, {depth}"] = f"{median(design, depth, 'ms/step') / base_ms:.2f}×"
-            row[f"params, {depth}"] = f"{median(design, depth, 'params') / base_p:.3f}×"
+            row[f"time/step, {depth}"] = f"{times[design, depth]:.2f}×"
+            row[f"params, {depth}"] = f"{params(design, depth) / params(base, depth):.3f}×"
         rows.append(row)
     return rows
+
+
+def run_name(settings: dict[str, Any]) -> str:
+    s = settings
+    return f"{s['design'].replace(' ', '_')}-L{s['depth']}-seed{s['seed']}-lr{s['lr']:g}"
+
+
+def train_all(todo: list[dict[str, Any]], folder: Path, workers: int | None, resume: bool) -> dict[str, dict]:
+    """Every run's result by `run_name`: finished ones read back (with `resume`), the rest trained by
+    `workers` processes at once, the longest first, each kept in folder/<name>/result.json as it ends."""
+    unique = {run_name(s): s for s in todo}  # the sweep's run at the main lr and depth is a main run
+    results = {n: r for n, s in unique.items() if resume and (r := finished_run(folder / n / "result.json", s))}
+    if results:
+        print(f"arena: reusing {len(results)} finished runs in {folder} (--resume false trains them again)")
+    missing = sorted((n for n in unique if n not in results), key=lambda n: -expected_cost(unique[n]))
+    gpu = torch.cuda.is_available()
+    workers = workers or (1 if gpu else len(os.sched_getaffinity(0)))
+    threads = None if gpu and workers == 1 else max(1, len(os.sched_getaffinity(0)) // workers)
+    start = time.perf_counter()
+
+    def done(name: str, result: dict[str, Any]) -> None:
+        results[name] = result
+        k = len(results) - (len(unique) - len(missing))
+        print(f"arena [{k}/{len(missing)}] {name}: {result['held-out bits/byte']:.3f} bits/byte "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
+
+    if workers == 1 or len(missing) <= 1:
+        for n in missing:
+            done(n, train_and_save(folder / n / "result.json", unique[n], threads))
+        return results
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=quiet_worker) as pool:
+        futures = {pool.submit(train_and_save, folder / n / "result.json", unique[n], threads): n for n in missing}
+        for future in as_completed(futures):
+            done(futures[future], future.result())
+    return results
+
+
+def expected_cost(settings: dict[str, Any]) -> float:
+    """A run's relative time, to start the long ones first: depth, times 2.5 for the multi-stream designs."""
+    return settings["depth"] * (2.5 if settings["design"] in ("hyper-connections", "mHC") else 1.0)
+
+
+def quiet_worker() -> None:
+    """A worker prints only its warnings: the pool reports each run as it ends."""
+    quiet_lightning()
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+
+
+def train_and_save(saved: Path, settings: dict[str, Any], threads: int | None) -> dict[str, Any]:
+    """One run in this process, on `threads` CPU threads (None: torch's default), kept in `saved`."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return save_run(saved, settings, train_design(**settings))
+
+
+def step_times(designs: list[str], depths: list[int], dim: int, heads: int, batch_size: int,
+               rounds: int = 3, steps: int = 3) -> dict[tuple[str, int], float]:  # fmt: skip
+    """Each design's time per training step over the baseline's at each depth, all in this process, alone.
+
+    The runs share the machine with each other, so their own step times are not compared: here every
+    design takes `steps` steps (forward, backward, clipping, AdamW) in turn, for `rounds` interleaved
+    rounds, and the figure is the median over rounds of its time over the baseline's in the same round.
+    """
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randint(0, 256, (2, batch_size, 64), generator=gen).to(device)
+    ratios: dict[tuple[str, int], float] = {}
+    for depth in depths:
+        steppers = {}
+        for design in designs:
+            torch.manual_seed(0)
+            config = GPTConfig(vocab_size=256, block_size=64, layers=depth, dim=dim, heads=heads, **DESIGNS[design])
+            model = CharLM(config).to(device)
+            opt = model.configure_optimizers()["optimizer"]
+
+            def step(model: CharLM = model, opt: torch.optim.Optimizer = opt) -> None:
+                opt.zero_grad(set_to_none=True)
+                model.loss((x, y)).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+
+            step()  # warm-up
+            steppers[design] = step
+        seconds: dict[str, list[float]] = {d: [] for d in designs}
+        for _ in range(rounds):
+            for design, step in steppers.items():
+                sync(device)
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                sync(device)
+                seconds[design].append(time.perf_counter() - start)
+        base = seconds[baseline(designs)]
+        for design in designs:
+            ratios[design, depth] = statistics.median(t / b for t, b in zip(seconds[design], base, strict=True))
+    return ratios
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def plot_arena(runs: list[dict[str, Any]], designs: list[str], depths: list[int], out: Path) -> dict[str, Path]:

@@ -112,6 +112,23 @@ def public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
 
 
+def finished_run(saved: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The result kept in `saved` if it was made with these settings, else None."""
+    if not saved.is_file():
+        return None
+    try:
+        kept = json.loads(saved.read_text())
+    except json.JSONDecodeError:
+        return None
+    return kept["result"] if kept.get("settings") == json.loads(json.dumps(settings)) else None
+
+
+def save_run(saved: Path, settings: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    with atomic_write(saved) as tmp:
+        tmp.write_text(json.dumps({"settings": settings, "result": result}))
+    return result
+
+
 def run_once(
     saved: Path, settings: dict[str, Any], train: Callable[[], dict[str, Any]], resume: bool
 ) -> dict[str, Any]:
@@ -120,15 +137,7 @@ def run_once(
     With `resume`, a run whose settings match is read back instead of trained again, so a killed sweep
     picks up where it stopped.
     """
-    if resume and saved.is_file():
-        try:
-            kept = json.loads(saved.read_text())
-        except json.JSONDecodeError:
-            kept = {}
-        if kept.get("settings") == json.loads(json.dumps(settings)):
-            print(f"{saved.parent.name}: reusing the finished run in {saved} (--resume false trains it again)")
-            return kept["result"]
-    result = train()
-    with atomic_write(saved) as tmp:
-        tmp.write_text(json.dumps({"settings": settings, "result": result}))
-    return result
+    if resume and (kept := finished_run(saved, settings)) is not None:
+        print(f"{saved.parent.name}: reusing the finished run in {saved} (--resume false trains it again)")
+        return kept
+    return save_run(saved, settings, train())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tasks.arena import run_name, train_all
 from tasks.data.char_text import CharTextDataModule, stdlib_text
 from tasks.lab import cli_main
 
@@ -21,6 +22,21 @@ def test_arena_writes_its_report_with_every_table(tmp_path):
     assert "| hyper-connections |" in report
     for png in ("loss_curves.png", "bits_vs_depth.png", "stream_rms.png", "grad_norm.png"):
         assert (out / png).stat().st_size > 1000
+
+
+def test_runs_in_parallel_match_runs_in_turn(tmp_path):
+    """Two worker processes give each run its own result: the same numbers as one process, run by run."""
+    text = tmp_path / "corpus.txt"
+    text.write_text("for i in range(10):\n    print(i * i)\n" * 300)
+    todo = [dict(design=d, depth=2, seed=s, lr=3e-3, steps=5, dim=16, heads=2, target=2.5, text_file=str(text),
+                 batch_size=4) for d in ("pre", "post") for s in (0, 1)]  # fmt: skip
+    in_turn = train_all(todo, tmp_path / "serial", workers=1, resume=False)
+    at_once = train_all(todo, tmp_path / "parallel", workers=2, resume=False)
+    assert sorted(in_turn) == sorted(at_once) == sorted(run_name(s) for s in todo)
+    for name, result in in_turn.items():
+        assert at_once[name]["_losses"] == pytest.approx(result["_losses"], rel=1e-4), name
+        assert (tmp_path / "parallel" / name / "result.json").is_file()
+    assert len({r["held-out bits/byte"] for r in at_once.values()}) == 4  # four different runs, not one four times
 
 
 def test_unknown_design_is_named():
