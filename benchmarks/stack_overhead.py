@@ -1,7 +1,7 @@
 """What each stack-level residual design costs against the pre-norm GPT, at equal width and depth.
 
     python -m benchmarks.stack_overhead [--batch-size 128] [--rounds 5] [--threads 2] [--no-compile]
-        [--layers 4] [--dim 128] [--block-size 13]
+        [--layers 4] [--dim 128] [--block-size 13] [--designs hyper-connections mHC]
 
 The GPT of `tasks.transformer` at its default size (4 layers, width 128, 4 heads, 13 tokens), once per
 design: pre-norm (the baseline), hyper-connections and mHC with 4 streams, DenseFormer, value residual,
@@ -27,11 +27,15 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--block-size", type=int, default=13)
+    p.add_argument("--designs", nargs="+", choices=list(DESIGNS)[1:], default=list(DESIGNS)[1:],
+                   help="designs to time against pre-norm (default: all)")  # fmt: skip
     args = p.parse_args()
     device = default_device()
     idx = torch.randint(0, 16, (args.batch_size, args.block_size), device=device)
     nets = {}
     for name, options in DESIGNS.items():
+        if name != "pre-norm" and name not in args.designs:
+            continue
         torch.manual_seed(0)
         config = GPTConfig(16, args.block_size, layers=args.layers, dim=args.dim, heads=4, **options)
         nets[name] = GPT(config).to(device).train()

@@ -164,8 +164,8 @@ def arena(
         depths: GPT layers (each an attention and an MLP sub-layer).
         seeds: seeds per design and depth.
         steps: training steps per run.
-        batch_size: windows of 64 bytes per step; at 20 the default command took 30.5 minutes on a 2-core
-            CPU (at 32, about 41).
+        batch_size: windows of 64 bytes per step; at 20 the default command took 30 min 19 s on a 2-core
+            CPU, two runs at a time.
         dim: width; heads: attention heads.
         lr: AdamW learning rate of the main runs (constant, no warm-up: the designs' own stability shows).
         sweep: learning rates of the stability sweep (seed 0, depth `sweep_depth`).
