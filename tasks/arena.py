@@ -182,6 +182,8 @@ def arena(
     unknown = [d for d in designs if d not in DESIGNS]
     if unknown:
         raise ValueError(f"unknown designs {unknown}; choose from {list(DESIGNS)}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers={workers}: give at least 1, or leave it out for one per CPU core")
 
     def settings(design: str, depth: int, seed: int, rate: float) -> dict[str, Any]:
         return dict(design=design, depth=depth, seed=seed, lr=rate, steps=steps, dim=dim, heads=heads,
@@ -197,8 +199,8 @@ def arena(
         ("Held-out bits per byte (mean ± std over seeds)", markdown_table(summary(runs, designs, depths))),
         ("Stability: bits per byte by learning rate", markdown_table(stability(swept, designs, sweep, unigram))),
         (
-            f"Cost against {baseline(designs).replace('pre', 'pre-norm', 1)} at each depth (time per step: median "
-            "ratio over 3 interleaved rounds, timed alone after the runs)",
+            f"Cost against {'pre-norm' if baseline(designs) == 'pre' else baseline(designs)} at each depth "
+            "(time per step: median ratio over 3 interleaved rounds, timed alone after the runs)",
             markdown_table(cost(runs, times, designs, depths)),
         ),
     ]
@@ -280,9 +282,9 @@ def train_all(todo: list[dict[str, Any]], folder: Path, workers: int | None, res
     if results:
         print(f"arena: reusing {len(results)} finished runs in {folder} (--resume false trains them again)")
     missing = sorted((n for n in unique if n not in results), key=lambda n: -expected_cost(unique[n]))
-    gpu = torch.cuda.is_available()
-    workers = workers or (1 if gpu else len(os.sched_getaffinity(0)))
-    threads = None if gpu and workers == 1 else max(1, len(os.sched_getaffinity(0)) // workers)
+    gpu, cores = torch.cuda.is_available(), cpu_cores()
+    workers = workers or (1 if gpu else cores)
+    threads = None if gpu and workers == 1 else max(1, cores // workers)
     start = time.perf_counter()
 
     def done(name: str, result: dict[str, Any]) -> None:
@@ -297,9 +299,18 @@ def train_all(todo: list[dict[str, Any]], folder: Path, workers: int | None, res
         return results
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=quiet_worker) as pool:
         futures = {pool.submit(train_and_save, folder / n / "result.json", unique[n], threads): n for n in missing}
-        for future in as_completed(futures):
-            done(futures[future], future.result())
+        try:
+            for future in as_completed(futures):
+                done(futures[future], future.result())
+        except BaseException:  # a failed run (or Ctrl-C) ends the arena now, not after the queued runs
+            pool.shutdown(cancel_futures=True)
+            raise
     return results
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (all of them where the OS does not say, as on macOS)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def expected_cost(settings: dict[str, Any]) -> float:

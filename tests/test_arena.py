@@ -44,6 +44,19 @@ def test_unknown_design_is_named():
         cli_main(["arena", "--designs", '["pre-nrom"]'])
 
 
+def test_a_failed_run_in_a_worker_raises_its_error_in_the_arena(tmp_path):
+    todo = [dict(design="pre", depth=1, seed=s, lr=3e-3, steps=2, dim=16, heads=2, target=2.5,
+                 text_file=str(tmp_path / "missing.txt"), batch_size=2) for s in range(6)]  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=r"missing\.txt does not exist"):
+        train_all(todo, tmp_path / "runs", workers=2, resume=False)
+    assert not list((tmp_path / "runs").glob("*/result.json"))
+
+
+def test_workers_below_one_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="workers=0: give at least 1"):
+        cli_main(["arena", "--workers", "0", f"--out={tmp_path}"])
+
+
 def test_text_windows_predict_the_next_byte(tmp_path):
     text = tmp_path / "t.txt"
     text.write_bytes(bytes(range(256)) * 20)
