@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tasks.arena import run_name, train_all
@@ -24,7 +26,7 @@ def test_arena_writes_its_report_with_every_table(tmp_path):
         assert (out / png).stat().st_size > 1000
 
 
-def test_runs_in_parallel_match_runs_in_turn(tmp_path):
+def test_runs_in_parallel_match_runs_in_turn_and_are_kept(tmp_path, capsys):
     """Two worker processes give each run its own result: the same numbers as one process, run by run."""
     text = tmp_path / "corpus.txt"
     text.write_text("for i in range(10):\n    print(i * i)\n" * 300)
@@ -37,6 +39,10 @@ def test_runs_in_parallel_match_runs_in_turn(tmp_path):
         assert at_once[name]["_losses"] == pytest.approx(result["_losses"], rel=1e-4), name
         assert (tmp_path / "parallel" / name / "result.json").is_file()
     assert len({r["held-out bits/byte"] for r in at_once.values()}) == 4  # four different runs, not one four times
+    capsys.readouterr()
+    again = train_all(todo, tmp_path / "parallel", workers=2, resume=True)  # a stopped arena goes on: nothing to train
+    assert json.dumps(again, sort_keys=True) == json.dumps(at_once, sort_keys=True)  # NaN-safe, as saved
+    assert "reusing 4 finished runs" in capsys.readouterr().out
 
 
 def test_unknown_design_is_named():
