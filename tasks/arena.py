@@ -315,7 +315,7 @@ def cpu_cores() -> int:
 
 def expected_cost(settings: dict[str, Any]) -> float:
     """A run's relative time, to start the long ones first: depth, times 2.5 for the multi-stream designs."""
-    return settings["depth"] * (2.5 if settings["design"] in ("hyper-connections", "mHC") else 1.0)
+    return settings["depth"] * (2.5 if DESIGNS[settings["design"]].get("stack") in ("hyper", "mhc") else 1.0)
 
 
 def quiet_worker() -> None:
