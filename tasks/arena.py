@@ -163,8 +163,8 @@ def arena(
         depths: GPT layers (each an attention and an MLP sub-layer).
         seeds: seeds per design and depth.
         steps: training steps per run.
-        batch_size: windows of 64 bytes per step; at 20 the default command took 30 min 19 s on a 2-core
-            CPU, two runs at a time.
+        batch_size: windows of 64 bytes per step; at 20 the default command took 21 min 30 s on a 2-core
+            CPU, two runs at a time (30 min 19 s on the slowest one measured).
         dim: width; heads: attention heads.
         lr: AdamW learning rate of the main runs (constant, no warm-up: the designs' own stability shows).
         sweep: learning rates of the stability sweep (seed 0, depth `sweep_depth`).
