@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from residual_kit.gradient_flow import GradientFlowMonitor
 from residual_kit.models.gpt import GPT, GPTConfig
 from tasks.arena_report import baseline, cost, plot_arena, stability, summary
+from tasks.arena_timing import step_times
 from tasks.callbacks import DivergenceGuard, fit_or_diverged
 from tasks.cli import quiet_lightning
 from tasks.data.char_text import CharTextDataModule
@@ -98,13 +98,17 @@ class StepLog(pl.Callback):
         self.losses.append(float(outputs["loss"]))
 
 
+def gpt_config(design: str, depth: int, dim: int, heads: int) -> GPTConfig:
+    """The arena's GPT (bytes as tokens, 64 of context) of one design and depth."""
+    return GPTConfig(vocab_size=256, block_size=64, layers=depth, dim=dim, heads=heads, **DESIGNS[design])
+
+
 def train_design(design: str, depth: int, seed: int, lr: float, steps: int, dim: int, heads: int,
                  target: float, text_file: str | None, batch_size: int = 32) -> dict[str, Any]:  # fmt: skip
     """Train one GPT of one design; its numbers, loss curve and per-layer records."""
     pl.seed_everything(seed, verbose=False)
     data = CharTextDataModule(text_file, batch_size=batch_size, num_train=batch_size * steps, seed=seed)
-    config = GPTConfig(vocab_size=256, block_size=64, layers=depth, dim=dim, heads=heads, **DESIGNS[design])
-    model = CharLM(config, lr)
+    model = CharLM(gpt_config(design, depth, dim, heads), lr)
     log = StepLog()
     flow = GradientFlowMonitor(max(1, steps - 1), blocks=BLOCKS, filename=None)
     trainer = pl.Trainer(
@@ -192,13 +196,14 @@ def arena(
     sweep_runs = [settings(d, sweep_depth, seeds[0], rate) for d in designs for rate in sweep]
     results = train_all(main + sweep_runs, folder / "runs", workers, resume)
     runs, swept = [results[run_name(s)] for s in main], [results[run_name(s)] for s in sweep_runs]
-    times = step_times(designs, depths, dim, heads, batch_size)
+    base = baseline(designs)
+    times = step_times(lambda d, depth: CharLM(gpt_config(d, depth, dim, heads)), designs, depths, batch_size, base)
     unigram = unigram_bits(text_file)
     tables = [
         ("Held-out bits per byte (mean ± std over seeds)", markdown_table(summary(runs, designs, depths))),
         ("Stability: bits per byte by learning rate", markdown_table(stability(swept, designs, sweep, unigram))),
         (
-            f"Cost against {'pre-norm' if baseline(designs) == 'pre' else baseline(designs)} at each depth "
+            f"Cost against {'pre-norm' if base == 'pre' else base} at each depth "
             "(time per step: median ratio over 3 interleaved rounds, timed alone after the runs)",
             markdown_table(cost(runs, times, designs, depths)),
         ),
@@ -277,51 +282,3 @@ def train_and_save(saved: Path, settings: dict[str, Any], threads: int | None) -
     if threads is not None:
         torch.set_num_threads(threads)
     return save_run(saved, settings, train_design(**settings))
-
-
-def step_times(designs: list[str], depths: list[int], dim: int, heads: int, batch_size: int,
-               rounds: int = 3, steps: int = 3) -> dict[tuple[str, int], float]:  # fmt: skip
-    """Each design's time per training step over the baseline's at each depth, all in this process, alone.
-
-    The runs share the machine with each other, so their own step times are not compared: here every
-    design takes `steps` steps (forward, backward, clipping, AdamW) in turn, for `rounds` interleaved
-    rounds, and the figure is the median over rounds of its time over the baseline's in the same round.
-    """
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    gen = torch.Generator().manual_seed(0)
-    x, y = torch.randint(0, 256, (2, batch_size, 64), generator=gen).to(device)
-    ratios: dict[tuple[str, int], float] = {}
-    for depth in depths:
-        steppers = {}
-        for design in designs:
-            torch.manual_seed(0)
-            config = GPTConfig(vocab_size=256, block_size=64, layers=depth, dim=dim, heads=heads, **DESIGNS[design])
-            model = CharLM(config).to(device)
-            opt = model.configure_optimizers()["optimizer"]
-
-            def step(model: CharLM = model, opt: torch.optim.Optimizer = opt) -> None:
-                opt.zero_grad(set_to_none=True)
-                model.loss((x, y)).backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-
-            step()  # warm-up
-            steppers[design] = step
-        seconds: dict[str, list[float]] = {d: [] for d in designs}
-        for _ in range(rounds):
-            for design, step in steppers.items():
-                sync(device)
-                start = time.perf_counter()
-                for _ in range(steps):
-                    step()
-                sync(device)
-                seconds[design].append(time.perf_counter() - start)
-        base = seconds[baseline(designs)]
-        for design in designs:
-            ratios[design, depth] = statistics.median(t / b for t, b in zip(seconds[design], base, strict=True))
-    return ratios
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
