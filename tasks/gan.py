@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import Dataset
 from torchvision.utils import make_grid
 
 from residual_kit.models.gan import GANConfig, code_of
@@ -27,6 +28,7 @@ from tasks.cli import TaskCLI, run
 from tasks.data.gan_digits import GANDataModule
 from tasks.digit_judge import MEAN, STD
 from tasks.digit_quality import GANEvaluation
+from tasks.gan_clusters import kmeans_centroids, nearest_centroid
 from tasks.gan_losses import mode_seeking_loss, variety_floor_loss
 from tasks.outputs import run_dir, save_png
 
@@ -58,7 +60,8 @@ class DigitGAN(pl.LightningModule):
     Args:
         net: G and D (`--model.net.arch`, `--model.net.num_classes`, ...; see `GANConfig`). num_classes 10
             (default) gives class-conditional digits (class embedding and CBN in G, projection D); 0 gives
-            unconditional ones, best trained at lr_g 8e-4 (configs/gan_unconditional.yaml).
+            unconditional ones, best trained at lr_g 8e-4 and conditioned on clusters of the training
+            digits (`net.clusters`, configs/gan_unconditional.yaml).
         loss: "hinge" or "wgan-gp".
         gp_weight: gradient-penalty weight (wgan-gp only).
         n_dis: discriminator steps per generator step.
@@ -68,10 +71,11 @@ class DigitGAN(pl.LightningModule):
         betas: Adam betas (SNGAN: 0.0, 0.9).
         ema_decay: decay of the generator's weight average, reached after a warm-up (min(decay, (1+n)/(10+n))).
         aux_weight: weight of the class loss of D's head. Conditional: AC-GAN's (Odena et al. 2017),
-            CE(V h(real), y) for D and CE(V h(G(z, y)), y) for G, beside the projection term.
+            CE(V h(real), y) for D and CE(V h(G(z, y)), y) for G, beside the projection term; with
+            `net.clusters` the same, y a real digit's cluster and the cluster drawn with a fake's noise.
             Unconditional with `net.codes`: InfoGAN's (Chen et al. 2016), CE(Q(G(z, c)), c) for both D
             and G, so that each code c draws its own kind of digit. 0 turns it off; None: 0.3 where
-            there are labels or codes (it buys back the legibility that the variety terms cost), else 0.
+            there are labels, codes or clusters (it buys back the legibility that the variety terms cost), else 0.
         mode_seeking: weight of MSGAN's mode-seeking term (Mao et al. 2019): G also maximises
             mean|G(z1, y) - G(z2, y)| / mean|z1 - z2| over pairs of noises with the same labels, as
             1 / (ratio + 1e-5), so that different z give different digits; 0 turns it off. 0.3, beside the
@@ -82,11 +86,17 @@ class DigitGAN(pl.LightningModule):
             the pairs of digits of one label that lie closer than two real digits of that class do (the
             real spread is a running mean over the training batches), leaving the classes that already
             vary as handwriting does alone. It lifted the least varied class where a larger mode-seeking
-            weight cost legibility. Needs labels; None: 7.0 with labels, else 0.
+            weight cost legibility. Needs labels or clusters (then per cluster); None: 7.0 with labels, else 0.
         truncation: BigGAN's truncation trick (Brock et al. 2019) for evaluation and samples: the EMA
             generator reads z from N(0, I) cut to [-t, t] (each z mapped through the normal CDF, so a
             seed gives the same digit's truncated form): more legible, less varied digits. None: no cut.
             Training always uses the full N(0, I).
+        best_of: draws per digit for evaluation and samples: G draws k digits from z and k - 1 variants of
+            it (the entries that pick the class, code or cluster kept, the rest rolled by 1..k-1 places), and
+            the one D's class head is surest has the asked class, code or cluster is kept. Rejection by the
+            discriminator (after Azadi et al. 2019), for the unconditional config: a code draws two or three
+            digits, and the in-between ones are those D's head is least sure of. Needs the class head
+            (aux_weight > 0). 1: every draw is kept.
         channels_last: keep G and D in NHWC memory layout: 1.13x faster steps on a 2-core CPU (oneDNN),
             measured by benchmarks/gan_step.py; not yet measured on a GPU.
     """
@@ -105,26 +115,39 @@ class DigitGAN(pl.LightningModule):
         mode_seeking: float = 0.3,
         variety_floor: float | None = None,
         truncation: float | None = None,
+        best_of: int = 1,
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        if aux_weight and not (net.num_classes or net.codes):
+        if aux_weight and not net.conditions:
             raise ValueError(
-                "aux_weight needs class labels or codes: set num_classes=10 (or codes=10 without labels), "
-                "or aux_weight=0"
+                "aux_weight needs class labels, codes or clusters: set num_classes=10 (or, without labels, "
+                "codes=10 or clusters=50), or aux_weight=0"
             )
-        if variety_floor and not net.num_classes:
-            raise ValueError("variety_floor needs class labels: set num_classes=10, or variety_floor=0")
+        if variety_floor and not (net.num_classes or net.clusters):
+            raise ValueError(
+                "variety_floor needs class labels or clusters: set num_classes=10 (or clusters=50), or variety_floor=0"
+            )
         if truncation is not None and truncation <= 0:
             raise ValueError(f"truncation={truncation}: the cut-off t must be positive (e.g. 1.0), or null for none")
+        if best_of < 1:
+            raise ValueError(f"best_of={best_of}: the draws per digit must be at least 1 (1 keeps every draw)")
+        if best_of > 1 and not (net.conditions and (aux_weight is None or aux_weight > 0)):
+            raise ValueError(
+                f"best_of={best_of} ranks draws by D's class head, which needs classes, codes or clusters and "
+                "aux_weight > 0: set them, or best_of=1"
+            )
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.num_classes, self.codes = net.num_classes, net.codes
-        self.aux_weight = (0.3 if net.num_classes or net.codes else 0.0) if aux_weight is None else aux_weight
+        self.num_classes, self.codes, self.clusters = net.num_classes, net.codes, net.clusters
+        self.aux_weight = (0.3 if net.conditions else 0.0) if aux_weight is None else aux_weight
         self.variety_floor = (7.0 if net.num_classes else 0.0) if variety_floor is None else variety_floor
+        labelled = net.num_classes or net.clusters  # real digits with a class: a label or a cluster
         # sum over training batches of the L1 distances between real digits of one class, and pair counts
-        self.register_buffer("real_distance", torch.zeros(net.num_classes))
-        self.register_buffer("real_pairs", torch.zeros(net.num_classes))
+        self.register_buffer("real_distance", torch.zeros(labelled))
+        self.register_buffer("real_pairs", torch.zeros(labelled))
+        if net.clusters:  # k-means centroids of the training digits in [-1, 1], fitted when training starts
+            self.register_buffer("centroids", torch.zeros(net.clusters, 28 * 28))
         self.generator = net.generator()
         self.discriminator = net.discriminator()
         if channels_last:
@@ -146,11 +169,38 @@ class DigitGAN(pl.LightningModule):
         self.ema.eval()
         t = self.hparams.get("truncation")
         z = truncate(z, t) if t else z
-        return (self.ema(z, self.condition(z, y)) + 1) / 2
+        c, k = self.condition(z, y), self.hparams.get("best_of", 1)
+        if k == 1:
+            return (self.ema(z, c) + 1) / 2
+        kept = self.codes or self.clusters  # z's entries that pick the code or cluster: every draw keeps them
+        draws = torch.cat([torch.cat([z[:, :kept], z[:, kept:].roll(j, dims=1)], dim=1) for j in range(k)])
+        digits = self.ema(draws, c.repeat(k)).unflatten(0, (k, len(z)))  # (k, B, 1, 28, 28)
+        return (self.surest(digits, c) + 1) / 2
+
+    @torch.no_grad()
+    def surest(self, digits: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Of k digits per condition, (k, B, 1, 28, 28), the one D's class head gives c the highest probability."""
+        d, training = self.discriminator, self.discriminator.training
+        d.eval()  # spectral norm's power iteration must not move while D only ranks
+        _, logits = d.score_and_logits(digits.flatten(0, 1), c.repeat(len(digits)))
+        d.train(training)
+        sure = logits.log_softmax(dim=1).gather(1, c.repeat(len(digits))[:, None]).view(len(digits), -1)  # (k, B)
+        return digits[sure.argmax(dim=0), torch.arange(len(c), device=c.device)]
 
     def condition(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor | None:
-        """What G reads beside z: the class y (conditional), the code of z (InfoGAN), or nothing."""
-        return code_of(z, self.codes) if self.codes else y
+        """What G reads beside z: the class y (conditional), the code or cluster of z (unconditional), or nothing."""
+        k = self.codes or self.clusters
+        return code_of(z, k) if k else y
+
+    def fit_clusters(self, dataset: Dataset) -> torch.Tensor:
+        """The centroids of the training digits' clusters (`kmeans_centroids`)."""
+        return kmeans_centroids(dataset, self.clusters)
+
+    def on_train_start(self) -> None:
+        """Fit the clusters once: a resumed run keeps its checkpoint's, and every process takes rank 0's."""
+        if self.clusters and not self.centroids.any():
+            centroids = self.fit_clusters(self.trainer.train_dataloader.dataset).to(self.centroids)
+            self.centroids.copy_(self.trainer.strategy.broadcast(centroids, src=0))
 
     def d_loss(
         self,
@@ -193,8 +243,9 @@ class DigitGAN(pl.LightningModule):
         if not (self.hparams.mode_seeking or self.variety_floor):
             return z, y
         half = b // 2  # rows 2 * half onwards (one, for an odd b) are not paired
-        if self.codes:
-            z[half : 2 * half, : self.codes] = z[:half, : self.codes]
+        k = self.codes or self.clusters
+        if k:
+            z[half : 2 * half, :k] = z[:half, :k]
         return z, None if y is None else torch.cat([y[:half], y[:half], y[2 * half :]])
 
     @torch.no_grad()
@@ -209,7 +260,7 @@ class DigitGAN(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Checkpoints from before the variety floor load, its running sums starting from zero."""
         for name in ("real_distance", "real_pairs"):
-            checkpoint["state_dict"].setdefault(name, torch.zeros(self.num_classes))
+            checkpoint["state_dict"].setdefault(name, torch.zeros_like(getattr(self, name)))
 
     def real_spread(self, y: torch.Tensor) -> torch.Tensor:
         """s_y: the mean L1 distance (per pixel, in [-1, 1]) between two real digits of class y."""
@@ -218,7 +269,7 @@ class DigitGAN(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, y = batch
         real = (images * STD + MEAN) * 2 - 1  # the data module's normalisation -> [-1, 1]
-        y = y if self.num_classes else None
+        y = nearest_centroid(real, self.centroids) if self.clusters else y if self.num_classes else None
         opt_g, opt_d = self.optimizers()
         g_step = (batch_idx + 1) % self.hparams.n_dis == 0
         if self.variety_floor:
@@ -226,6 +277,7 @@ class DigitGAN(pl.LightningModule):
 
         z, y_fake = self.noise_and_labels(real.shape[0], y)
         c = self.condition(z, y_fake)
+        y_fake = c if self.clusters else y_fake  # a fake's cluster is drawn with its noise
         with torch.set_grad_enabled(g_step):  # one forward of G serves D's step and then G's
             fake = self.generator(z, c)
         d_loss = self.d_loss(real, fake.detach(), y, c, y_fake)

@@ -20,7 +20,7 @@ from residual_kit.models.gan import (
     down_block,
     up_block,
 )
-from tasks.digit_judge import DigitJudge, cache_dir, load_digit_classifier
+from tasks.digit_judge import MEAN, STD, DigitJudge, cache_dir, load_digit_classifier
 from tasks.digit_quality import DigitQuality, GANEvaluation, precision_recall, within_class_spread
 from tasks.gan import DigitGAN, cli_main
 
@@ -214,6 +214,49 @@ def test_truncation_applies_to_samples_only(monkeypatch):
         DigitGAN(GANConfig(channels=8, z_dim=16), truncation=0.0)
 
 
+def test_best_of_keeps_the_draw_whose_condition_d_is_surest_of(monkeypatch):
+    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=2))
+    digits = torch.stack([torch.full((2, 1, 28, 28), v) for v in (0.1, 0.5, 0.9)])  # 3 draws of 2 digits
+    asked = []
+
+    def head(x, y=None):  # class 0 is surest of the darkest digit, class 1 of the brightest
+        asked.append(y)
+        return x.mean((1, 2, 3)), torch.stack([-x.mean((1, 2, 3)), x.mean((1, 2, 3))], dim=1)
+
+    monkeypatch.setattr(model.discriminator, "score_and_logits", head)
+    kept = model.surest(digits, torch.tensor([0, 1]))
+    assert kept[0].unique().tolist() == pytest.approx([0.1]) and kept[1].unique().tolist() == pytest.approx([0.9])
+    assert asked[0].tolist() == [0, 1, 0, 1, 0, 1]  # each draw is ranked for its own digit's class
+
+
+def test_best_of_draws_keep_the_code_and_roll_the_rest_of_the_noise(monkeypatch):
+    from residual_kit.models.gan import code_of
+
+    torch.manual_seed(0)
+    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, codes=4), aux_weight=0.5, best_of=3)
+    seen = []
+    original = model.ema.forward
+    monkeypatch.setattr(model.ema, "forward", lambda z, y=None: seen.append((z, y)) or original(z, y))
+
+    def power_vectors() -> list[torch.Tensor]:
+        return [b.clone() for name, b in model.discriminator.named_buffers() if name.endswith("_u")]
+
+    before = power_vectors()
+    z = torch.randn(5, 16)
+    assert model.sample(z).shape == (5, 1, 28, 28)
+    ((draws, codes),) = seen
+    for j, draw in enumerate(draws.chunk(3)):
+        assert torch.equal(draw[:, :4], z[:, :4]) and torch.equal(draw[:, 4:], z[:, 4:].roll(j, dims=1))
+    assert torch.equal(codes, code_of(z, 4).repeat(3))
+    assert model.discriminator.training  # ranking left D as it was, and its spectral norm's vectors too
+    assert all(torch.equal(a, b) for a, b in zip(before, power_vectors(), strict=True))
+    with pytest.raises(ValueError, match="at least 1"):
+        DigitGAN(GANConfig(channels=8, z_dim=16), best_of=0)
+    for net, aux in ((GANConfig(channels=8, z_dim=16, num_classes=0), None), (GANConfig(channels=8, z_dim=16), 0.0)):
+        with pytest.raises(ValueError, match="class head"):
+            DigitGAN(net, aux_weight=aux, best_of=2)
+
+
 def test_code_of_the_noise_is_uniform_and_survives_truncation():
     from residual_kit.models.gan import code_of
     from tasks.gan import truncate
@@ -250,6 +293,61 @@ def test_infogan_generator_reads_the_code_of_its_noise(monkeypatch):
     assert torch.equal(seen[0], code_of(z, 10))
     with pytest.raises(ValueError, match="num_classes=0"):
         GANConfig(num_classes=10, codes=10)
+
+
+def test_clusters_of_real_digits_are_their_nearest_k_means_centroids():
+    from tasks.gan_clusters import nearest_centroid
+
+    """Two kinds of image, labelled at random: k-means finds the kinds (the labels are not read)."""
+    torch.manual_seed(0)
+    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, clusters=2))
+    dark, bright = torch.full((1, 28, 28), -1.0), torch.full((1, 28, 28), 1.0)
+    images = torch.stack([dark + 0.1 * torch.randn(1, 28, 28) for _ in range(6)] + [bright] * 4)
+    normalised = ((images + 1) / 2 - MEAN) / STD  # as the data module gives them
+    dataset = torch.utils.data.TensorDataset(normalised, torch.randint(10, (10,)))
+    model.centroids.copy_(model.fit_clusters(dataset))
+    kinds = nearest_centroid(images, model.centroids)
+    assert kinds[:6].unique().numel() == 1 and kinds[6:].unique().numel() == 1 and kinds[0] != kinds[6]
+    torch.testing.assert_close(model.centroids[kinds[6]], torch.ones(784))
+    torch.testing.assert_close(model.centroids[kinds[0]], images[:6].flatten(1).mean(0))
+
+
+def test_cluster_step_projects_reals_on_their_cluster_and_fakes_on_the_cluster_of_their_noise(monkeypatch):
+    from residual_kit.models.gan import code_of
+
+    torch.manual_seed(0)
+    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, clusters=3), mode_seeking=1.0)
+    d = model.discriminator
+    assert d.embed.num_embeddings == 3 and d.classifier.out_features == 3  # projection and class head
+    centroids = torch.stack([torch.full((784,), v) for v in (-1.0, 0.0, 1.0)])
+    monkeypatch.setattr(model, "fit_clusters", lambda dataset: centroids)
+    seen_g, seen_d = [], []
+    g_forward, d_forward = model.generator.forward, d.score_and_logits
+    monkeypatch.setattr(model.generator, "forward", lambda z, y=None: seen_g.append((z, y)) or g_forward(z, y))
+    monkeypatch.setattr(d, "score_and_logits", lambda x, y=None: seen_d.append((x, y)) or d_forward(x, y))
+    fit_one_step(model)  # 8 N(0, 1) images, -0.74 on average in [-1, 1]: each nearest the -1 centroid
+    torch.testing.assert_close(model.centroids, centroids)  # fitted when training started
+    (z, clusters), (_, y) = seen_g[0], seen_d[0]
+    assert torch.equal(clusters, code_of(z, 3)) and torch.equal(clusters[:4], clusters[4:])  # pairs share one
+    assert torch.equal(y, torch.cat([torch.zeros(8, dtype=torch.long), clusters]))
+    assert torch.equal(seen_d[1][1], clusters)  # G's step: the same fakes, the same clusters
+    with pytest.raises(ValueError, match="num_classes=0"):
+        GANConfig(num_classes=10, clusters=10)
+    with pytest.raises(ValueError, match="choose one"):
+        GANConfig(num_classes=0, codes=10, clusters=10)
+
+
+def test_cluster_centroids_are_fitted_once_and_resume_with_the_checkpoint(monkeypatch):
+    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, clusters=2))
+    fits = []
+    monkeypatch.setattr(model, "fit_clusters", lambda dataset: fits.append(dataset) or torch.randn(2, 784))
+    fit_one_step(model)
+    state = model.state_dict()
+    resumed = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, clusters=2))
+    resumed.load_state_dict(state)
+    monkeypatch.setattr(resumed, "fit_clusters", lambda dataset: fits.append(dataset) or torch.randn(2, 784))
+    fit_one_step(resumed)
+    assert len(fits) == 1 and torch.equal(resumed.centroids, state["centroids"])
 
 
 def test_class_input_and_discriminator_width_options():
@@ -448,15 +546,17 @@ def test_predict_draws_the_requested_labels(tmp_path, judge_path, monkeypatch):
 
 
 def test_cli_unconditional_config(tmp_path, judge_path):
-    """configs/gan_unconditional.yaml, as a user types it: no labels, InfoGAN's code, G at 8e-4, no label accuracy."""
+    """configs/gan_unconditional.yaml, as a user types it: no labels, clusters of the training digits, G at 8e-4,
+    the best of 2 draws, no label accuracy."""
     config = Path(__file__).parents[1] / "configs" / "gan_unconditional.yaml"
-    args = ["--data.source=embedded", "--data.batch_size=8", "--model.net.channels=8", "--model.net.z_dim=16",
+    args = ["--data.source=embedded", "--data.batch_size=8", "--model.net.channels=8", "--model.net.z_dim=64",
             f"--evaluation.classifier_path={judge_path}", "--evaluation.samples=16",
             "--evaluation.test_samples=16"]  # fmt: skip
     cli = cli_main(["fit", f"--config={config}", *args, "--trainer.fast_dev_run=true"])
     assert cli.model.num_classes == 0 and cli.model.hparams.lr_g == pytest.approx(8e-4)
-    assert cli.model.codes == 10 and cli.model.aux_weight == 0.5 and cli.model.hparams.mode_seeking == 0.3
-    assert cli.model.variety_floor == 0  # it needs labels
+    assert cli.model.clusters == 50 and cli.model.aux_weight == 0.5 and cli.model.hparams.mode_seeking == 0.3
+    assert cli.model.centroids.any() and cli.model.hparams.best_of == 2
+    assert cli.model.variety_floor == 0  # on by default with labels only
     assert "test/digit_fid" in cli.trainer.callback_metrics and "test/label_acc" not in cli.trainer.callback_metrics
 
 

@@ -219,6 +219,11 @@ class GANConfig:
             so that each code becomes one kind of digit without labels: the latent space splits into
             `codes` islands instead of one continuum whose in-between points are in-between digits.
             The code is drawn with the noise (see `code_of`).
+        clusters: unconditional only: the self-conditioned GAN (Liu et al. 2020; Sage et al. 2018's
+            Logo-GAN): G reads a cluster of the training digits as a conditional G reads its class, and
+            D is a projection discriminator over the clusters, a real digit's cluster its nearest k-means
+            centroid (the LightningModule fits them). D then asks every generated digit to look like the
+            real digits of its cluster, where InfoGAN's code only asks it to differ from other codes.
     """
 
     arch: Literal["resnet", "dcgan"] = "resnet"
@@ -228,23 +233,34 @@ class GANConfig:
     class_input: bool = True
     d_channels: int | None = None
     codes: int = 0
+    clusters: int = 0
 
     def __post_init__(self) -> None:
-        if self.codes and self.num_classes:
-            raise ValueError(f"codes={self.codes} is for unconditional GANs: set num_classes=0, or codes=0")
-        if self.codes > self.z_dim:
+        for name, k in (("codes", self.codes), ("clusters", self.clusters)):
+            if k and self.num_classes:
+                raise ValueError(f"{name}={k} is for unconditional GANs: set num_classes=0, or {name}=0")
+        if self.codes and self.clusters:
+            raise ValueError(f"codes={self.codes} and clusters={self.clusters}: choose one, set the other to 0")
+        if max(self.codes, self.clusters) > self.z_dim:
             raise ValueError(
-                f"codes={self.codes}: the code is drawn from z's first entries, at most z_dim={self.z_dim}"
+                f"codes={self.codes}, clusters={self.clusters}: the code (or cluster) is drawn from z's first "
+                f"entries, at most z_dim={self.z_dim}"
             )
 
+    @property
+    def conditions(self) -> int:
+        """What G reads beside z, as a class: classes, codes or clusters (0: nothing)."""
+        return self.num_classes or self.codes or self.clusters
+
     def generator(self) -> nn.Module:
-        k = self.num_classes or self.codes  # G reads a code as it reads a class
+        k = self.conditions  # G reads a code or a cluster as it reads a class
         if self.arch == "resnet":
             return ResNetGenerator(self.z_dim, self.channels, k, class_input=self.class_input)
         return GENERATORS[self.arch](self.z_dim, self.channels, k)
 
     def discriminator(self) -> Critic:
-        return DISCRIMINATORS[self.arch](self.d_channels or self.channels, self.num_classes, codes=self.codes)
+        projection = self.num_classes or self.clusters  # real digits have a class or a cluster; codes do not
+        return DISCRIMINATORS[self.arch](self.d_channels or self.channels, projection, codes=self.codes)
 
 
 def code_of(z: torch.Tensor, codes: int) -> torch.Tensor:
