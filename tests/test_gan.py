@@ -337,17 +337,25 @@ def test_cluster_step_projects_reals_on_their_cluster_and_fakes_on_the_cluster_o
         GANConfig(num_classes=0, codes=10, clusters=10)
 
 
-def test_cluster_centroids_are_fitted_once_and_resume_with_the_checkpoint(monkeypatch):
+def test_cluster_centroids_are_fitted_once_and_resume_with_the_checkpoint(tmp_path, monkeypatch):
+    import pytorch_lightning as pl
+
+    def trainer(steps: int) -> pl.Trainer:
+        return pl.Trainer(
+            max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+        )  # fmt: skip
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 1, 28, 28), torch.arange(8)))
     model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, clusters=2))
-    fits = []
-    monkeypatch.setattr(model, "fit_clusters", lambda dataset: fits.append(dataset) or torch.randn(2, 784))
-    fit_one_step(model)
-    state = model.state_dict()
+    first = trainer(2)
+    first.fit(model, train_dataloaders=data)
+    assert model.centroids.any()
+    first.save_checkpoint(tmp_path / "run.ckpt")
     resumed = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, clusters=2))
-    resumed.load_state_dict(state)
-    monkeypatch.setattr(resumed, "fit_clusters", lambda dataset: fits.append(dataset) or torch.randn(2, 784))
-    fit_one_step(resumed)
-    assert len(fits) == 1 and torch.equal(resumed.centroids, state["centroids"])
+    monkeypatch.setattr(resumed, "fit_clusters", lambda dataset: pytest.fail("a resumed run fitted its clusters again"))
+    trainer(4).fit(resumed, train_dataloaders=data, ckpt_path=tmp_path / "run.ckpt", weights_only=False)  # our own file
+    assert torch.equal(resumed.centroids, model.centroids)
 
 
 def test_class_input_and_discriminator_width_options():

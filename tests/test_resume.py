@@ -134,6 +134,15 @@ def test_kill_mid_epoch_and_resume_equals_a_straight_run(task, tmp_path, monkeyp
     assert_same_run(tmp_path)
 
 
+def test_kill_and_resume_the_cluster_gan_equals_a_straight_run(tmp_path, monkeypatch, judge_path):
+    """The unconditional GAN's k-means centroids travel in the checkpoint with the rest of its state."""
+    clusters = ["--model.net.num_classes=0", "--model.net.clusters=4", "--model.aux_weight=0.5", "--model.best_of=2"]
+    _, resumed = straight_and_killed_then_resumed("gan", clusters, "StopAfterFirstEpoch", tmp_path, monkeypatch,
+                                                  judge_path)  # fmt: skip
+    assert resumed.model.centroids.any()
+    assert_same_run(tmp_path)
+
+
 def test_resume_last_with_nothing_to_resume_says_so(tmp_path, monkeypatch):
     from tasks.resnet import cli_main
 
