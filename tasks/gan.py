@@ -25,8 +25,7 @@ from torchvision.utils import make_grid
 
 from residual_kit.models.gan import GANConfig, code_of
 from tasks.cli import TaskCLI, run
-from tasks.data.gan_digits import GANDataModule
-from tasks.digit_judge import MEAN, STD
+from tasks.data.gan_digits import GANDataModule, signed
 from tasks.digit_quality import GANEvaluation
 from tasks.gan_clusters import kmeans_centroids, nearest_centroid
 from tasks.gan_losses import mode_seeking_loss, variety_floor_loss
@@ -268,7 +267,7 @@ class DigitGAN(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, y = batch
-        real = (images * STD + MEAN) * 2 - 1  # the data module's normalisation -> [-1, 1]
+        real = signed(images)
         y = nearest_centroid(real, self.centroids) if self.clusters else y if self.num_classes else None
         opt_g, opt_d = self.optimizers()
         g_step = (batch_idx + 1) % self.hparams.n_dis == 0

@@ -11,14 +11,14 @@ import torch
 from sklearn.cluster import KMeans
 from torch.utils.data import DataLoader, Dataset
 
-from tasks.digit_judge import MEAN, STD
+from tasks.data.gan_digits import signed
 
 
 @torch.no_grad()
 def kmeans_centroids(dataset: Dataset, k: int, seed: int = 0) -> torch.Tensor:
     """k-means centroids (k, 784) of a dataset's digits in [-1, 1] (the data module gives them normalised)."""
     images = torch.cat([x for x, _ in DataLoader(dataset, batch_size=1000)])
-    pixels = ((images * STD + MEAN) * 2 - 1).flatten(1)  # (N, 784)
+    pixels = signed(images).flatten(1)  # (N, 784)
     return torch.from_numpy(KMeans(k, n_init=3, random_state=seed).fit(pixels.numpy()).cluster_centers_).float()
 
 

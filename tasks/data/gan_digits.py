@@ -7,7 +7,13 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from .images import ImageDataModule
-from .sources import Source
+from .sources import DATASETS, Source
+
+
+def signed(images: torch.Tensor) -> torch.Tensor:
+    """Digits as this module gives them (normalised by MNIST's mean and std) -> [-1, 1], the range of G's tanh."""
+    mnist = DATASETS["mnist"]
+    return (images * mnist.std[0] + mnist.mean[0]) * 2 - 1
 
 
 class GANDataModule(pl.LightningDataModule):
