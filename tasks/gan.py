@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.optim.swa_utils import AveragedModel
-from torch.utils.data import Dataset
 from torchvision.utils import make_grid
 
 from residual_kit.models.gan import GANConfig, code_of
@@ -129,9 +128,10 @@ class DigitGAN(pl.LightningModule):
             )
         if truncation is not None and truncation <= 0:
             raise ValueError(f"truncation={truncation}: the cut-off t must be positive (e.g. 1.0), or null for none")
+        self.aux_weight = (0.3 if net.conditions else 0.0) if aux_weight is None else aux_weight
         if best_of < 1:
             raise ValueError(f"best_of={best_of}: the draws per digit must be at least 1 (1 keeps every draw)")
-        if best_of > 1 and not (net.conditions and (aux_weight is None or aux_weight > 0)):
+        if best_of > 1 and not (net.conditions and self.aux_weight > 0):
             raise ValueError(
                 f"best_of={best_of} ranks draws by D's class head, which needs classes, codes or clusters and "
                 "aux_weight > 0: set them, or best_of=1"
@@ -139,7 +139,7 @@ class DigitGAN(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.num_classes, self.codes, self.clusters = net.num_classes, net.codes, net.clusters
-        self.aux_weight = (0.3 if net.conditions else 0.0) if aux_weight is None else aux_weight
+        self.drawn = net.drawn  # z's first entries that pick the code or cluster: 0 with labels or none
         self.variety_floor = (7.0 if net.num_classes else 0.0) if variety_floor is None else variety_floor
         labelled = net.num_classes or net.clusters  # real digits with a class: a label or a cluster
         # sum over training batches of the L1 distances between real digits of one class, and pair counts
@@ -171,7 +171,7 @@ class DigitGAN(pl.LightningModule):
         c, k = self.condition(z, y), self.hparams.get("best_of", 1)
         if k == 1:
             return (self.ema(z, c) + 1) / 2
-        kept = self.codes or self.clusters  # z's entries that pick the code or cluster: every draw keeps them
+        kept = self.drawn  # every draw keeps the entries that pick its code or cluster
         draws = torch.cat([torch.cat([z[:, :kept], z[:, kept:].roll(j, dims=1)], dim=1) for j in range(k)])
         digits = self.ema(draws, c.repeat(k)).unflatten(0, (k, len(z)))  # (k, B, 1, 28, 28)
         return (self.surest(digits, c) + 1) / 2
@@ -181,24 +181,20 @@ class DigitGAN(pl.LightningModule):
         """Of k digits per condition, (k, B, 1, 28, 28), the one D's class head gives c the highest probability."""
         d, training = self.discriminator, self.discriminator.training
         d.eval()  # spectral norm's power iteration must not move while D only ranks
-        _, logits = d.score_and_logits(digits.flatten(0, 1), c.repeat(len(digits)))
+        asked = c.repeat(len(digits))  # (k * B,): each draw's own digit's condition
+        _, logits = d.score_and_logits(digits.flatten(0, 1), asked)
         d.train(training)
-        sure = logits.log_softmax(dim=1).gather(1, c.repeat(len(digits))[:, None]).view(len(digits), -1)  # (k, B)
+        sure = logits.log_softmax(dim=1).gather(1, asked[:, None]).view(len(digits), -1)  # (k, B)
         return digits[sure.argmax(dim=0), torch.arange(len(c), device=c.device)]
 
     def condition(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor | None:
         """What G reads beside z: the class y (conditional), the code or cluster of z (unconditional), or nothing."""
-        k = self.codes or self.clusters
-        return code_of(z, k) if k else y
-
-    def fit_clusters(self, dataset: Dataset) -> torch.Tensor:
-        """The centroids of the training digits' clusters (`kmeans_centroids`)."""
-        return kmeans_centroids(dataset, self.clusters)
+        return code_of(z, self.drawn) if self.drawn else y
 
     def on_train_start(self) -> None:
         """Fit the clusters once: a resumed run keeps its checkpoint's, and every process takes rank 0's."""
         if self.clusters and not self.centroids.any():
-            centroids = self.fit_clusters(self.trainer.train_dataloader.dataset).to(self.centroids)
+            centroids = kmeans_centroids(self.trainer.train_dataloader.dataset, self.clusters).to(self.centroids)
             self.centroids.copy_(self.trainer.strategy.broadcast(centroids, src=0))
 
     def d_loss(
@@ -242,9 +238,8 @@ class DigitGAN(pl.LightningModule):
         if not (self.hparams.mode_seeking or self.variety_floor):
             return z, y
         half = b // 2  # rows 2 * half onwards (one, for an odd b) are not paired
-        k = self.codes or self.clusters
-        if k:
-            z[half : 2 * half, :k] = z[:half, :k]
+        if self.drawn:
+            z[half : 2 * half, : self.drawn] = z[:half, : self.drawn]
         return z, None if y is None else torch.cat([y[:half], y[:half], y[2 * half :]])
 
     @torch.no_grad()

@@ -296,7 +296,7 @@ def test_infogan_generator_reads_the_code_of_its_noise(monkeypatch):
 
 
 def test_clusters_of_real_digits_are_their_nearest_k_means_centroids():
-    from tasks.gan_clusters import nearest_centroid
+    from tasks.gan_clusters import kmeans_centroids, nearest_centroid
 
     """Two kinds of image, labelled at random: k-means finds the kinds (the labels are not read)."""
     torch.manual_seed(0)
@@ -305,7 +305,7 @@ def test_clusters_of_real_digits_are_their_nearest_k_means_centroids():
     images = torch.stack([dark + 0.1 * torch.randn(1, 28, 28) for _ in range(6)] + [bright] * 4)
     normalised = ((images + 1) / 2 - MEAN) / STD  # as the data module gives them
     dataset = torch.utils.data.TensorDataset(normalised, torch.randint(10, (10,)))
-    model.centroids.copy_(model.fit_clusters(dataset))
+    model.centroids.copy_(kmeans_centroids(dataset, 2))
     kinds = nearest_centroid(images, model.centroids)
     assert kinds[:6].unique().numel() == 1 and kinds[6:].unique().numel() == 1 and kinds[0] != kinds[6]
     torch.testing.assert_close(model.centroids[kinds[6]], torch.ones(784))
@@ -320,7 +320,7 @@ def test_cluster_step_projects_reals_on_their_cluster_and_fakes_on_the_cluster_o
     d = model.discriminator
     assert d.embed.num_embeddings == 3 and d.classifier.out_features == 3  # projection and class head
     centroids = torch.stack([torch.full((784,), v) for v in (-1.0, 0.0, 1.0)])
-    monkeypatch.setattr(model, "fit_clusters", lambda dataset: centroids)
+    monkeypatch.setattr("tasks.gan.kmeans_centroids", lambda dataset, k: centroids)
     seen_g, seen_d = [], []
     g_forward, d_forward = model.generator.forward, d.score_and_logits
     monkeypatch.setattr(model.generator, "forward", lambda z, y=None: seen_g.append((z, y)) or g_forward(z, y))
@@ -353,7 +353,7 @@ def test_cluster_centroids_are_fitted_once_and_resume_with_the_checkpoint(tmp_pa
     assert model.centroids.any()
     first.save_checkpoint(tmp_path / "run.ckpt")
     resumed = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, clusters=2))
-    monkeypatch.setattr(resumed, "fit_clusters", lambda dataset: pytest.fail("a resumed run fitted its clusters again"))
+    monkeypatch.setattr("tasks.gan.kmeans_centroids", lambda dataset, k: pytest.fail("a resumed run fitted again"))
     trainer(4).fit(resumed, train_dataloaders=data, ckpt_path=tmp_path / "run.ckpt", weights_only=False)  # our own file
     assert torch.equal(resumed.centroids, model.centroids)
 

@@ -241,16 +241,21 @@ class GANConfig:
                 raise ValueError(f"{name}={k} is for unconditional GANs: set num_classes=0, or {name}=0")
         if self.codes and self.clusters:
             raise ValueError(f"codes={self.codes} and clusters={self.clusters}: choose one, set the other to 0")
-        if max(self.codes, self.clusters) > self.z_dim:
+        if self.drawn > self.z_dim:
             raise ValueError(
                 f"codes={self.codes}, clusters={self.clusters}: the code (or cluster) is drawn from z's first "
                 f"entries, at most z_dim={self.z_dim}"
             )
 
     @property
+    def drawn(self) -> int:
+        """Codes or clusters: how many ways the condition drawn from z's first entries has (0: none)."""
+        return self.codes or self.clusters
+
+    @property
     def conditions(self) -> int:
         """What G reads beside z, as a class: classes, codes or clusters (0: nothing)."""
-        return self.num_classes or self.codes or self.clusters
+        return self.num_classes or self.drawn
 
     def generator(self) -> nn.Module:
         k = self.conditions  # G reads a code or a cluster as it reads a class
