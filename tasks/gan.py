@@ -28,28 +28,8 @@ from tasks.data.gan_digits import GANDataModule, signed
 from tasks.digit_quality import GANEvaluation
 from tasks.gan_clusters import kmeans_centroids, nearest_centroid
 from tasks.gan_losses import mode_seeking_loss, variety_floor_loss
+from tasks.gan_sampling import ema_with_warmup, rolled_draws, truncate
 from tasks.outputs import run_dir, save_png
-
-
-def ema_with_warmup(decay: float) -> Any:
-    """EMA whose decay ramps up as min(decay, (1 + n) / (10 + n)) over n updates (TF's num_updates rule).
-
-    A fixed 0.999 from the first step keeps ~40% of the random initial weights after 1,000 steps, which
-    is the whole of a CPU-sized run; the warm-up lets the average follow the generator early on.
-    """
-
-    def avg(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
-        n = float(num_averaged)
-        d = min(decay, (1 + n) / (10 + n))
-        return d * averaged + (1 - d) * current
-
-    return avg
-
-
-def truncate(z: torch.Tensor, t: float) -> torch.Tensor:
-    """z ~ N(0, 1) -> N(0, 1) cut to [-t, t], quantile for quantile: Phi^-1(Phi(-t) + Phi(z)(Phi(t) - Phi(-t)))."""
-    low = torch.special.ndtr(torch.tensor(-t, dtype=z.dtype))
-    return torch.special.ndtri(low + torch.special.ndtr(z) * (1 - 2 * low)).clamp(-t, t)
 
 
 class DigitGAN(pl.LightningModule):
@@ -171,9 +151,7 @@ class DigitGAN(pl.LightningModule):
         c, k = self.condition(z, y), self.hparams.get("best_of", 1)
         if k == 1:
             return (self.ema(z, c) + 1) / 2
-        kept = self.drawn  # every draw keeps the entries that pick its code or cluster
-        draws = torch.cat([torch.cat([z[:, :kept], z[:, kept:].roll(j, dims=1)], dim=1) for j in range(k)])
-        digits = self.ema(draws, c.repeat(k)).unflatten(0, (k, len(z)))  # (k, B, 1, 28, 28)
+        digits = self.ema(rolled_draws(z, self.drawn, k), c.repeat(k)).unflatten(0, (k, len(z)))  # (k, B, 1, 28, 28)
         return (self.surest(digits, c) + 1) / 2
 
     @torch.no_grad()

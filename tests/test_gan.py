@@ -187,7 +187,7 @@ def test_mode_seeking_step_pairs_noises_with_the_same_codes(monkeypatch):
 
 
 def test_truncate_maps_the_normal_onto_the_normal_cut_at_t():
-    from tasks.gan import truncate
+    from tasks.gan_sampling import truncate
 
     z = torch.randn(200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for t in (0.5, 1.0, 2.0):
@@ -259,7 +259,7 @@ def test_best_of_draws_keep_the_code_and_roll_the_rest_of_the_noise(monkeypatch)
 
 def test_code_of_the_noise_is_uniform_and_survives_truncation():
     from residual_kit.models.gan import code_of
-    from tasks.gan import truncate
+    from tasks.gan_sampling import truncate
 
     z = torch.randn(100_000, 16, generator=torch.Generator().manual_seed(0))
     counts = torch.bincount(code_of(z, 10), minlength=10)
