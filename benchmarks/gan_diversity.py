@@ -20,9 +20,9 @@ import argparse
 import torch
 
 from tasks.data import ImageDataModule
-from tasks.digit_judge import DigitJudge, load_digit_classifier
-from tasks.digit_quality import within_class_spread
 from tasks.gan import DigitGAN
+from tasks.gan.classifier import DigitJudge, load_digit_classifier
+from tasks.gan.quality import within_class_spread
 
 
 @torch.no_grad()

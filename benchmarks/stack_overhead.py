@@ -15,7 +15,7 @@ import torch
 
 from benchmarks.timing import adamw_steps, compare, default_device, lm_loss, parser, print_report
 from residual_kit.models.gpt import GPT, GPTConfig
-from tasks.arena import DESIGNS as ARENA
+from tasks.lab.arena import DESIGNS as ARENA
 
 DESIGNS = {"pre-norm": ARENA["pre"]} | {
     name: ARENA[name] for name in ("hyper-connections", "mHC", "denseformer", "value residual", "fixup")

@@ -33,8 +33,8 @@ class ConvexMerge(nn.Module):
         return f"(1-λ)·{sx} + λ·{fx}"
 
 
-# builder(shortcut width, branch width, data_format) -> module
-MERGES.register("convex", lambda dim, out_dim, data_format: ConvexMerge())
+# builder(slot) -> module; the slot says the block's widths, stride, layout and depth (residual_kit.Slot)
+MERGES.register("convex", lambda slot: ConvexMerge())
 
 
 def main() -> None:

@@ -4,12 +4,13 @@ from .activation import ACTIVATIONS
 from .conditioned import AdaLNZero, ConditionalNorm
 from .deepnorm import deepnorm_alpha, deepnorm_beta, deepnorm_init_, deepnorm_residual
 from .drop_path import DropPath, drop_path, drop_path_rates
-from .merge import MERGES, Add, ConcatFuse, GatedMerge, ScaledAdd
+from .merge import MERGES, Add, ConcatFuse, GatedMerge, NoShortcut, ScaledAdd
 from .norm import NORMS, MoveAxis, make_norm
 from .registry import Registry
 from .residual import Residual
 from .scale import SCALES, LayerScale, LearnableScale, ReZero, Scale
 from .shortcut import SHORTCUTS, InferredShortcut, PadShortcut, Projection
+from .slot import Slot
 from .stack import STACKS, DepthWeightedAverage, HyperConnections, ManifoldHyperConnections, PlainStack
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "LearnableScale",
     "ManifoldHyperConnections",
     "MoveAxis",
+    "NoShortcut",
     "PadShortcut",
     "PlainStack",
     "Projection",
@@ -40,6 +42,7 @@ __all__ = [
     "Residual",
     "Scale",
     "ScaledAdd",
+    "Slot",
     "deepnorm_alpha",
     "deepnorm_beta",
     "deepnorm_init_",

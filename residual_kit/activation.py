@@ -1,4 +1,4 @@
-"""Activations after the merge (ResNet v1's ReLU), by name: builder(inplace) -> module."""
+"""Activations after the merge (ResNet v1's ReLU), by name: builder(slot) -> module."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from .registry import Registry
 ACTIVATIONS: Registry = Registry(
     "activation",
     {
-        "relu": lambda inplace: nn.ReLU(inplace),
-        "gelu": lambda inplace: nn.GELU(),
-        "silu": lambda inplace: nn.SiLU(inplace),
-        "tanh": lambda inplace: nn.Tanh(),
+        "relu": lambda slot: nn.ReLU(),
+        "gelu": lambda slot: nn.GELU(),
+        "silu": lambda slot: nn.SiLU(),
+        "tanh": lambda slot: nn.Tanh(),
     },
 )
-"""`inplace` is True when the merge's output is a fresh tensor, which the activation may overwrite."""
+"""`Residual` sets `inplace = True` on an activation that has the attribute when the merge's output is a fresh
+tensor, which the activation may then overwrite."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import nn
 
 Stack = Literal["encoder", "decoder"]
@@ -34,13 +35,23 @@ def deepnorm_beta(num_layers: int, stack: Stack = "encoder", num_decoder_layers:
     return 0.87 * (n**4 * m) ** (-1 / 16) if stack == "encoder" else (12 * m) ** -0.25
 
 
+@torch.no_grad()
 def deepnorm_init_(module: nn.Module, beta: float) -> nn.Module:
-    """Xavier-normal init with gain beta for every Linear in `module` (the paper's value/output/FFN init)."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.xavier_normal_(m.weight, gain=beta)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+    """Xavier-normal init with gain beta for every Linear in `module` (the paper's value/output/FFN init).
+
+    A submodule with a `deepnorm_init_(beta)` method of its own initialises itself instead (attention,
+    which scales its values and output but not its queries and keys).
+    """
+    own = getattr(module, "deepnorm_init_", None)
+    if own is not None:
+        own(beta)
+        return module
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_normal_(module.weight, gain=beta)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    for child in module.children():
+        deepnorm_init_(child, beta)
     return module
 
 

@@ -6,6 +6,8 @@ zero_init_last_     the last weight layer (or norm) of every branch starts at ze
 scale_last_         the last weight layer of every branch is scaled by 1/sqrt(N), N the number of
                     residual branches (GPT-2, Radford et al. 2019: "1/sqrt(N) ... N is the number
                     of residual layers"; nanoGPT's `c_proj` init)
+gpt2_init_          GPT-2's whole init: every Linear and Embedding from N(0, 0.02), biases zero, the
+                    last layer of every branch from N(0, 0.02 / sqrt(N)) (nanoGPT's `_init_weights`)
 fixup_init_         Fixup (Zhang et al. 2019, Eq. 1-2 and §3): train a deep residual net with no
                     normalisation at all
 """
@@ -17,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from .registry import Registry
 from .residual import Residual
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -106,4 +109,54 @@ def fixup_init_(model: nn.Module, head: nn.Module | None = None) -> float:
     return factor
 
 
-__all__ = ["branches", "fixup_init_", "last_layer", "scale_last_", "weight_layers", "zero_init_last_"]
+@torch.no_grad()
+def gpt2_init_(model: nn.Module, std: float = 0.02) -> int:
+    """GPT-2's initialisation (Radford et al. 2019; nanoGPT's `_init_weights`): every Linear and Embedding
+    weight from N(0, std), biases zero, and the last weight layer of every residual branch from
+    N(0, std / sqrt(N)), N the number of residual branches. Returns N."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=std)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+    found = branches(model)
+    for branch in found:
+        layers = weight_layers(branch)
+        if layers:
+            nn.init.normal_(layers[-1].weight, std=std / math.sqrt(len(found)))
+    return len(found)
+
+
+INITS: Registry = Registry(
+    "init",
+    {"default": lambda model: None, "zero_last": zero_init_last_, "gpt2": gpt2_init_, "fixup": fixup_init_},
+)
+"""Depth-aware initialisations by name: fn(model) applied once the model is built (every model's `init`)."""
+
+
+def initialise(model: nn.Module, name: str) -> None:
+    """Apply `INITS[name]` to `model`; an init other than "default" that finds no residual branch layer to set
+    is refused in one line rather than doing nothing."""
+    init = INITS.get_builder(name)
+    if name == "default":
+        return
+    found = [b for b in branches(model) if weight_layers(b) or last_layer(b) is not None]
+    if not found:
+        raise ValueError(
+            f"init={name!r} found no Linear, conv or norm layer in the residual branches of {type(model).__name__} "
+            "to initialise: it cannot apply to this model"
+        )
+    init(model)
+
+
+__all__ = [
+    "INITS",
+    "branches",
+    "fixup_init_",
+    "gpt2_init_",
+    "initialise",
+    "last_layer",
+    "scale_last_",
+    "weight_layers",
+    "zero_init_last_",
+]

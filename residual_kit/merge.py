@@ -7,6 +7,7 @@ from torch import nn
 
 from .layout import DataFormat, check_data_format, feature_axis
 from .registry import Registry
+from .slot import Slot
 
 
 class Add(nn.Module):
@@ -90,7 +91,7 @@ class ConcatFuse(nn.Module):
     """Concat-then-fuse (multi-scale fusion, as in HRNet/DenseNet transitions): y = W [s; b].
 
     Args:
-        dim: channels of s.
+        dim: channels of s; None: read on the first call (a lazy 1x1 conv or Linear, as `nn.LazyLinear`).
         branch_dim: channels of b (defaults to `dim`).
         out_dim: channels of y (defaults to `branch_dim`).
         data_format: where the channels are; a 1x1 conv fuses channels-first features, a Linear sequences.
@@ -98,7 +99,7 @@ class ConcatFuse(nn.Module):
 
     def __init__(
         self,
-        dim: int,
+        dim: int | None,
         branch_dim: int | None = None,
         out_dim: int | None = None,
         data_format: DataFormat = "channels_last",
@@ -106,7 +107,11 @@ class ConcatFuse(nn.Module):
         super().__init__()
         branch_dim = branch_dim or dim
         self.axis = feature_axis(check_data_format(data_format))
-        self.fuse = _pointwise(dim + branch_dim, out_dim or branch_dim, data_format)
+        if dim is None:
+            lazy = nn.LazyConv2d if data_format == "channels_first" else nn.LazyLinear
+            self.fuse = lazy(out_dim or branch_dim, **({"kernel_size": 1} if data_format == "channels_first" else {}))
+        else:
+            self.fuse = _pointwise(dim + branch_dim, out_dim or branch_dim, data_format)
 
     fresh = True
     reshapes = True  # s and b may differ in width
@@ -118,22 +123,35 @@ class ConcatFuse(nn.Module):
         return f"W·[{sx}; {fx}]"
 
 
-def _weighted(dim: int | None, out_dim: int | None, name: str) -> tuple[int, int]:
-    if dim is None or out_dim is None:
-        raise ValueError(f"merge={name!r} has weights and needs the widths: pass dim= (and out_dim=)")
-    return dim, out_dim
+class NoShortcut(nn.Module):
+    """y = b: the branch alone, with no shortcut: a residual block's plain twin (He et al. 2015's plain nets)
+    with every other option the same."""
+
+    fresh = False
+    reshapes = True  # s is not used, whatever its shape
+
+    def forward(self, s: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return b
+
+    def formula(self, sx: str, fx: str) -> str:
+        return fx
+
+
+def _branch_width(slot: Slot, name: str) -> int:
+    if slot.branch_dim is None:
+        raise ValueError(f"merge={name!r} has weights and needs the widths: pass dim= (and out_dim= if f changes it)")
+    return slot.branch_dim
 
 
 MERGES: Registry = Registry(
     "merge",
     {
-        "add": lambda dim, out_dim, data_format: Add(),
-        "gate": lambda dim, out_dim, data_format: GatedMerge(_weighted(dim, out_dim, "gate")[1], data_format),
-        "concat": lambda dim, out_dim, data_format: ConcatFuse(
-            *_weighted(dim, out_dim, "concat"), out_dim, data_format=data_format
-        ),
+        "add": lambda slot: Add(),
+        "none": lambda slot: NoShortcut(),
+        "gate": lambda slot: GatedMerge(_branch_width(slot, "gate"), slot.data_format),
+        "concat": lambda slot: ConcatFuse(slot.dim, _branch_width(slot, "concat"), data_format=slot.data_format),
     },
 )
-"""Merges by name: builder(shortcut width, branch width, data_format) -> module called as merge(s, b).
-Set `fresh = True` on a merge class whose output is a new tensor, so that the activation after it may
-run in place; `reshapes = True` if s and b may differ in shape."""
+"""Merges by name: builder(slot) -> module called as merge(s, b); `slot.dim` is the width of s and
+`slot.branch_dim` that of b. Set `fresh = True` on a merge class whose output is a new tensor, so that the
+activation after it may run in place; `reshapes = True` if s and b may differ in shape."""

@@ -9,8 +9,9 @@ from typing import Union
 import torch
 from torch import nn
 
-from .layout import DataFormat
+from .layout import DataFormat, broadcast_channels, check_data_format
 from .registry import Registry
+from .slot import Slot
 
 NormSpec = Union[str, nn.Module, Callable[[int], nn.Module], None]
 
@@ -34,31 +35,68 @@ class MoveAxis(nn.Module):
         return f"source={self.source}, dest={self.dest}"
 
 
-def _last_axis(make: Callable[[int], nn.Module]) -> Callable[[int, DataFormat], nn.Module]:
-    def build(dim: int, data_format: DataFormat) -> nn.Module:
-        norm = make(dim)
-        return norm if data_format == "channels_last" else MoveAxis(norm, 1, -1)
+class DynamicTanh(nn.Module):
+    """DyT (Zhu et al. 2025, "Transformers without Normalization"): γ ⊙ tanh(α x) + β in place of a norm.
+
+    α is one learnable scalar (the paper's α₀ = 0.5 outside LLMs), γ and β per channel from 1 and 0.
+
+    Args:
+        dim: channels.
+        alpha: α at initialisation.
+        data_format: where the channels are.
+    """
+
+    def __init__(self, dim: int, alpha: float = 0.5, data_format: DataFormat = "channels_last") -> None:
+        super().__init__()
+        self.dim, self.init_alpha, self.data_format = dim, float(alpha), check_data_format(data_format)
+        self.alpha = nn.Parameter(torch.empty(()))
+        self.weight, self.bias = nn.Parameter(torch.empty(dim)), nn.Parameter(torch.empty(dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.alpha, self.init_alpha)
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = (broadcast_channels(p, x, self.data_format) for p in (self.weight, self.bias))
+        return torch.tanh(self.alpha * x) * weight + bias
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, alpha={self.init_alpha}, data_format={self.data_format}"
+
+
+def _last_axis(make: Callable[[int], nn.Module]) -> Callable[[Slot], nn.Module]:
+    def build(slot: Slot) -> nn.Module:
+        norm = make(slot.dim)
+        return norm if slot.data_format == "channels_last" else MoveAxis(norm, 1, -1)
 
     return build
 
 
-def _batch(dim: int, data_format: DataFormat) -> nn.Module:
-    if data_format == "channels_first":
-        return nn.BatchNorm2d(dim)
-    return MoveAxis(nn.BatchNorm1d(dim), -1, 1)  # (B, T, D) -> (B, D, T)
+def _batch(slot: Slot) -> nn.Module:
+    if slot.data_format == "channels_first":
+        return nn.BatchNorm2d(slot.dim)
+    return MoveAxis(nn.BatchNorm1d(slot.dim), -1, 1)  # (B, T, D) -> (B, D, T)
 
 
-def _group(dim: int, data_format: DataFormat) -> nn.Module:
-    groups = next(g for g in (32, 16, 8, 4, 2, 1) if dim % g == 0)
-    norm = nn.GroupNorm(groups, dim)
-    return norm if data_format == "channels_first" else MoveAxis(norm, -1, 1)
+def _group(slot: Slot) -> nn.Module:
+    groups = next(g for g in (32, 16, 8, 4, 2, 1) if slot.dim % g == 0)
+    norm = nn.GroupNorm(groups, slot.dim)
+    return norm if slot.data_format == "channels_first" else MoveAxis(norm, -1, 1)
 
 
-NORMS: Registry = Registry(
+NORMS: Registry[Callable[[Slot], nn.Module]] = Registry(
     "norm",
-    {"layer": _last_axis(nn.LayerNorm), "rms": _last_axis(nn.RMSNorm), "batch": _batch, "group": _group},
+    {
+        "layer": _last_axis(nn.LayerNorm),
+        "rms": _last_axis(nn.RMSNorm),
+        "batch": _batch,
+        "group": _group,
+        "dyt": lambda slot: DynamicTanh(slot.dim, data_format=slot.data_format),
+    },
 )
-"""Norms by name: builder(width, data_format) -> module over the feature axis."""
+"""Norms by name: builder(slot) -> a module over the feature axis of width `slot.dim`."""
 
 
 def make_norm(spec: NormSpec, dim: int | None, data_format: DataFormat = "channels_last") -> nn.Module:
@@ -76,9 +114,12 @@ def make_norm(spec: NormSpec, dim: int | None, data_format: DataFormat = "channe
         build = NORMS.get_builder(spec)
         if dim is None:
             raise ValueError(f"norm={spec!r} needs the feature width: pass dim=<channels>")
-        return build(dim, data_format)
+        return build(Slot(dim, data_format=data_format))
     if callable(spec):
         if dim is None:
             raise ValueError("a norm class or factory needs the feature width: pass dim=<channels>")
         return spec(dim)
     raise TypeError(f"norm must be a string, class, factory, module or None, got {type(spec).__name__}")
+
+
+__all__ = ["NORMS", "DynamicTanh", "MoveAxis", "NormSpec", "make_norm"]

@@ -7,6 +7,7 @@ from torch import nn
 
 from .layout import DataFormat, broadcast_channels, check_data_format
 from .registry import Registry
+from .slot import Slot
 
 
 class Scale(nn.Module):
@@ -90,18 +91,26 @@ class LayerScale(nn.Module):
         return f"dim={self.dim}, init={self.init}, data_format={self.data_format}"
 
 
-def _layerscale(dim: int | None, data_format: DataFormat) -> nn.Module:
-    if dim is None:
+def layerscale_init(depth: int | None) -> float:
+    """CaiT's ε by depth (Touvron et al. 2021, §2.1): 0.1 up to 18 layers, 1e-5 up to 24, 1e-6 beyond;
+    1e-5 (timm's default) when the depth is unknown."""
+    if depth is None:
+        return 1e-5
+    return 0.1 if depth <= 18 else 1e-5 if depth <= 24 else 1e-6
+
+
+def _layerscale(slot: Slot) -> nn.Module:
+    if slot.branch_dim is None:
         raise ValueError("scale='layerscale' needs the branch width: pass dim= (and out_dim= if it differs)")
-    return LayerScale(dim, data_format=data_format)
+    return LayerScale(slot.branch_dim, layerscale_init(slot.depth), slot.data_format)
 
 
 SCALES: Registry = Registry(
     "scale",
     {
-        "learnable": lambda dim, data_format: LearnableScale(),
-        "rezero": lambda dim, data_format: ReZero(),
+        "learnable": lambda slot: LearnableScale(),
+        "rezero": lambda slot: ReZero(),
         "layerscale": _layerscale,
     },
 )
-"""Branch scales by name: builder(branch width or None, data_format) -> module."""
+"""Branch scales by name: builder(slot) -> module; `slot.branch_dim` is the width of f(x)."""

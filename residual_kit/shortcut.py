@@ -13,6 +13,7 @@ from torch.nn.parameter import UninitializedParameter
 from .layout import DataFormat, check_data_format
 from .norm import NormSpec, make_norm
 from .registry import Registry
+from .slot import Slot
 
 
 class Projection(nn.Sequential):
@@ -179,19 +180,20 @@ class InferredShortcut(nn.Module):
         return f"kind={self.kind!r}, inferred={self.inferred}"
 
 
-def _projection(dim: int | None, out_dim: int | None, stride: int, data_format: DataFormat) -> nn.Module:
-    if dim is None or out_dim is None:
-        return InferredShortcut("projection", data_format)
-    return Projection(dim, out_dim, stride, data_format)
+def _projection(slot: Slot) -> nn.Module:
+    if slot.dim is None or slot.out_dim is None:
+        return InferredShortcut("projection", slot.data_format)
+    return Projection(slot.dim, slot.out_dim, slot.stride, slot.data_format)
 
 
-def _pad(dim: int | None, out_dim: int | None, stride: int, data_format: DataFormat) -> nn.Module:
-    return InferredShortcut("pad", data_format) if out_dim is None else PadShortcut(out_dim, stride, data_format)
+def _pad(slot: Slot) -> nn.Module:
+    if slot.out_dim is None:
+        return InferredShortcut("pad", slot.data_format)
+    return PadShortcut(slot.out_dim, slot.stride, slot.data_format)
 
 
 SHORTCUTS: Registry = Registry(
-    "shortcut",
-    {"identity": lambda dim, out_dim, stride, data_format: nn.Identity(), "projection": _projection, "pad": _pad},
+    "shortcut", {"identity": lambda slot: nn.Identity(), "projection": _projection, "pad": _pad}
 )
-"""Shortcuts by name: builder(dim, out_dim, stride, data_format) -> module; a width left None is read
-from the branch's first output (`InferredShortcut`)."""
+"""Shortcuts by name: builder(slot) -> module; a width left None is read from the branch's first output
+(`InferredShortcut`)."""

@@ -20,11 +20,11 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.text import CharErrorRate
 
-from residual_kit.models.lstm import LSTMReader, LSTMReaderConfig
-from residual_kit.plotting import pyplot
-from tasks.cli import TaskCLI, run
+from residual_kit.models.lstm import LSTMReaderConfig
+from tasks.core.cli import TaskCLI, run
+from tasks.core.module import NetworkCheckpoint
+from tasks.core.outputs import pyplot, resolve_output, run_dir, save_figure, write_csv
 from tasks.data.digit_strips import MEAN, STD, DigitStripDataModule
-from tasks.outputs import resolve_output, run_dir, save_figure, write_csv
 
 BLANK = 0  # CTC blank; digit d is class d + 1
 
@@ -73,7 +73,7 @@ def _extend(beams: dict[tuple[int, ...], tuple[float, float]], prefix: tuple[int
     beams[prefix] = (logsumexp(b, pb), logsumexp(c, pc))
 
 
-class StripReader(pl.LightningModule):
+class StripReader(NetworkCheckpoint, pl.LightningModule):
     """Column features -> LSTM stack -> per-step digit classes, trained with CTC.
 
     Args:
@@ -99,7 +99,7 @@ class StripReader(pl.LightningModule):
         if net.num_classes != 11:
             raise ValueError(f"the reader needs 11 classes (CTC blank + 10 digits), got num_classes={net.num_classes}")
         self.save_hyperparameters()
-        self.net = LSTMReader(net)
+        self.net = net.build()
         self.metrics = nn.ModuleDict(
             {f"{s}_{n}": m for s in ("val", "test") for n, m in (("cer", CharErrorRate()), ("exact", MeanMetric()))}
         )
@@ -210,11 +210,6 @@ class LSTMCLI(TaskCLI):
     monitor, mode, checkpoint_filename = "val/exact", "max", "best-epoch{epoch:02d}-exact{val/exact:.4f}"
     writer = ReadingWriter
     divergence_hint = "a lower --model.lr"
-    renamed = {
-        k: f"--model.net.{k}"
-        for k in ("layers", "hidden_size", "residual", "residual_from", "placement", "bidirectional",
-                  "conv_frontend", "dropout")
-    }  # fmt: skip
 
 
 def cli_main(args: list[str] | None = None) -> LSTMCLI:

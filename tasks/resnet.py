@@ -20,12 +20,13 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from residual_kit.models import ResNetConfig
-from tasks.cli import TaskCLI, run
+from tasks.core.cli import TaskCLI, run
+from tasks.core.module import NetworkCheckpoint
+from tasks.core.outputs import resolve_output, run_dir, save_figure, write_csv
 from tasks.data import ImageDataModule
-from tasks.outputs import resolve_output, run_dir, save_figure, write_csv
 
 
-class ImageClassifier(pl.LightningModule):
+class ImageClassifier(NetworkCheckpoint, pl.LightningModule):
     """A registry ResNet trained with cross-entropy; top-1 accuracy from torchmetrics.
 
     Args:
@@ -40,7 +41,7 @@ class ImageClassifier(pl.LightningModule):
         label_smoothing: cross-entropy label smoothing.
         compile: `torch.compile` the network (state dict keys unchanged).
         channels_last: keep images and conv weights channels-last (NHWC), which oneDNN and cuDNN convolve
-            faster (a ResNet-20 step: 1.14x on a 2-core CPU).
+            faster.
         test_time_flip: evaluate (val, test, predict) on the mean prediction for the image and its mirror;
             only for data trained with horizontal flips (Fashion-MNIST, CIFAR-10), never digits.
         class_names: names for the confusion matrix and predictions (linked from the data module).
@@ -193,14 +194,6 @@ class ResNetCLI(TaskCLI):
     )
     writer = PredictionCSVWriter
     divergence_hint = "pre-activation blocks (--model.net.placement=pre)"
-    renamed = {
-        **{k: f"--model.net.{k}" for k in ("arch", "width", "scale", "drop_path", "zero_init_last", "merge")},
-        "shortcut": "--model.net.shortcut=pad (was A) or projection (was B)",
-        "preact": "--model.net.placement=pre",
-        "plain": "--model.net.residual=false",
-        "num_classes": "--model.net.num_classes",
-        "in_channels": "--model.net.in_channels",
-    }
 
 
 def cli_main(args: list[str] | None = None) -> ResNetCLI:

@@ -19,13 +19,14 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import Perplexity
 
-from residual_kit.models.gpt import GPT, GPTConfig
-from tasks.cli import TaskCLI, run
+from residual_kit.models.gpt import GPTConfig
+from tasks.core.cli import TaskCLI, run
+from tasks.core.module import NetworkCheckpoint
+from tasks.core.outputs import resolve_output, write_csv
 from tasks.data.digit_text import DigitTaskDataModule
-from tasks.outputs import resolve_output, write_csv
 
 
-class DigitTransformer(pl.LightningModule):
+class DigitTransformer(NetworkCheckpoint, pl.LightningModule):
     """GPT trained on the answer tokens of digit problems; evaluated by greedy generation.
 
     Args:
@@ -49,7 +50,7 @@ class DigitTransformer(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.gpt = GPT(net)
+        self.net = net.build()
         vocab_size = net.vocab_size
         self.metrics = torch.nn.ModuleDict(
             {
@@ -65,7 +66,7 @@ class DigitTransformer(pl.LightningModule):
         self.examples: list[tuple[str, str, str]] = []
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.gpt(idx)  # (B, T, vocab)
+        return self.net(idx)  # (B, T, vocab)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -75,7 +76,7 @@ class DigitTransformer(pl.LightningModule):
 
     def answer(self, prompts: torch.Tensor) -> torch.Tensor:
         """Greedy answers (B, answer_len) to prompt tokens (B, prompt_len), with the KV cache."""
-        return self.gpt.generate(prompts, self.hparams.answer_len)[:, prompts.shape[1] :]
+        return self.net.generate(prompts, self.hparams.answer_len)[:, prompts.shape[1] :]
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
         x, y = batch
@@ -182,12 +183,6 @@ class TransformerCLI(TaskCLI):
     )
     writer = AnswerWriter
     divergence_hint = "pre-norm (--model.net.placement=pre)"
-    renamed = {
-        **{k: f"--model.net.{k}" for k in ("vocab_size", "block_size", "layers", "dim", "heads", "mlp_ratio")},
-        **{k: f"--model.net.{k}" for k in ("dropout", "drop_path")},
-        "placement": "--model.net.placement (and placement=rezero is now --model.net.placement=null "
-        "--model.net.scale=rezero)",
-    }
 
 
 def cli_main(args: list[str] | None = None) -> TransformerCLI:

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tasks.arena import run_name, train_all
 from tasks.data.char_text import CharTextDataModule, stdlib_text
 from tasks.lab import cli_main
+from tasks.lab.arena import run_name, train_all
 
 
 def test_arena_writes_its_report_with_every_table(tmp_path):

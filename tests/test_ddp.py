@@ -24,7 +24,7 @@ TASKS = {  # args, the test metric compared with one process, optimiser steps of
         [
             "--data.source=embedded",
             "--data.batch_size=100",
-            "--model.net.hidden_size=16",
+            "--model.net.dim=16",
             "--model.net.layers=2",
             "--data.num_train=400",
             "--data.num_val=100",
@@ -52,7 +52,7 @@ TASKS = {  # args, the test metric compared with one process, optimiser steps of
         [
             "--data.source=embedded",
             "--data.batch_size=400",
-            "--model.net.channels=8",
+            "--model.net.dim=8",
             "--model.net.z_dim=16",
             "--evaluation.samples=50",
             "--evaluation.test_samples=50",

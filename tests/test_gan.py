@@ -12,17 +12,10 @@ from torch import nn
 
 from residual_kit import Residual
 from residual_kit.models import GANConfig, create_model
-from residual_kit.models.gan import (
-    DISCRIMINATORS,
-    GENERATORS,
-    ResNetDiscriminator,
-    ResNetGenerator,
-    down_block,
-    up_block,
-)
-from tasks.digit_judge import MEAN, STD, DigitJudge, cache_dir, load_digit_classifier
-from tasks.digit_quality import DigitQuality, GANEvaluation, precision_recall, within_class_spread
-from tasks.gan import DigitGAN, cli_main
+from residual_kit.models.gan import GAN_ARCHS, ResNetDiscriminator, ResNetGenerator, down_block, up_block
+from tasks.gan import Classes, Clusters, Codes, DigitGAN, ModeSeeking, Sampling, VarietyFloor, cli_main
+from tasks.gan.classifier import MEAN, STD, DigitClassifier, cache_dir, load_digit_classifier
+from tasks.gan.quality import DigitQuality, GANEvaluation, precision_recall, within_class_spread
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +34,7 @@ def test_block_shapes():
 @pytest.mark.parametrize("arch", ["resnet", "dcgan"])
 @pytest.mark.parametrize("num_classes", [0, 10])
 def test_generator_and_discriminator_shapes(arch, num_classes):
-    g, d = GENERATORS[arch](16, 8, num_classes), DISCRIMINATORS[arch](8, num_classes)
+    g, d = GAN_ARCHS[arch][0](16, 8, num_classes), GAN_ARCHS[arch][1](8, num_classes)
     y = torch.arange(4) % 10 if num_classes else None
     images = g(torch.randn(4, 16), y)
     assert images.shape == (4, 1, 28, 28) and images.abs().max() <= 1
@@ -52,7 +45,7 @@ def test_generator_and_discriminator_shapes(arch, num_classes):
 def test_conditional_generator_reads_the_class_from_the_start(arch):
     """An untrained conditional G already draws different images for different labels (same z)."""
     torch.manual_seed(0)
-    g = GENERATORS[arch](16, 8, num_classes=10).eval()
+    g = GAN_ARCHS[arch][0](16, 8, num_classes=10).eval()
     z = torch.randn(1, 16).expand(10, 16)
     images = g(z, torch.arange(10))
     assert all(not torch.allclose(images[0], images[k]) for k in range(1, 10))
@@ -73,7 +66,7 @@ def test_discriminator_is_spectrally_normalised():
 
 def test_one_manual_step_changes_both_networks(judge_path):
     torch.manual_seed(0)
-    model = DigitGAN(GANConfig(channels=8, z_dim=16))
+    model = DigitGAN(GANConfig(dim=8, z_dim=16))
     trainer = __import__("pytorch_lightning").Trainer(
         max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, accelerator="cpu",
@@ -89,7 +82,7 @@ def test_one_manual_step_changes_both_networks(judge_path):
 
 
 def test_mode_seeking_loss_is_msgan_eq_3():
-    from tasks.gan_losses import mode_seeking_loss
+    from tasks.gan.losses import mode_seeking_loss
 
     fake, z = torch.randn(6, 1, 4, 4), torch.randn(6, 5)
     ratio = (fake[:3] - fake[3:]).abs().mean() / (z[:3] - z[3:]).abs().mean()
@@ -97,7 +90,7 @@ def test_mode_seeking_loss_is_msgan_eq_3():
 
 
 def test_variety_floor_pushes_only_pairs_closer_than_real_digits_of_their_class():
-    from tasks.gan_losses import variety_floor_loss
+    from tasks.gan.losses import variety_floor_loss
 
     base = torch.zeros(3, 1, 2, 2)
     second = base + torch.tensor([0.0, 0.1, 0.4]).view(3, 1, 1, 1)  # pair distances 0, 0.1, 0.4
@@ -107,32 +100,29 @@ def test_variety_floor_pushes_only_pairs_closer_than_real_digits_of_their_class(
 
 
 def test_real_spread_is_the_mean_l1_distance_between_two_real_digits_of_a_class():
-    model = DigitGAN(GANConfig(channels=8, z_dim=16))
+    floor = DigitGAN(GANConfig(dim=8, z_dim=16)).g_losses[1]
+    assert isinstance(floor, VarietyFloor)
     real, y = torch.rand(12, 1, 28, 28) * 2 - 1, torch.tensor([0, 1, 2] * 4)
-    model.update_real_spread(real[:6], y[:6])
-    model.update_real_spread(real[6:], y[6:])  # the running mean pools the batches' pairs
+    floor.observe(real[:6], y[:6])
+    floor.observe(real[6:], y[6:])  # the running mean pools the batches' pairs
     for c in range(3):
         digits = real[y == c].flatten(1)
         same_batch = [(i, j) for i in range(4) for j in range(4) if i != j and i // 2 == j // 2]
         pairs = [(digits[i] - digits[j]).abs().mean() for i, j in same_batch]
-        torch.testing.assert_close(model.real_spread(torch.tensor([c])), torch.stack(pairs).mean().view(1))
-    assert model.real_spread(torch.tensor([7])).item() == pytest.approx(1e-3)  # no digits yet: the clamp, not 0
-    with pytest.raises(ValueError, match="variety_floor needs class labels"):
-        DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0), variety_floor=1.0)
+        torch.testing.assert_close(floor.real_spread(torch.tensor([c])), torch.stack(pairs).mean().view(1))
+    assert floor.real_spread(torch.tensor([7])).item() == pytest.approx(1e-3)  # no digits yet: the clamp, not 0
+    with pytest.raises(ValueError, match=r"VarietyFloor needs classes or clusters.*--model.g_losses"):
+        DigitGAN(GANConfig(dim=8, z_dim=16), condition=Codes(10))
 
 
-def test_checkpoint_from_before_the_variety_floor_loads(tmp_path):
-    import pytorch_lightning as pl
-
-    model = DigitGAN(GANConfig(channels=8, z_dim=16))
-    state = {k: v for k, v in model.state_dict().items() if k not in ("real_distance", "real_pairs")}
-    path = tmp_path / "old.ckpt"
-    torch.save({"state_dict": state, "hyper_parameters": dict(model.hparams),
-                "pytorch-lightning_version": pl.__version__}, path)  # fmt: skip
-    loaded = DigitGAN.load_from_checkpoint(path, weights_only=False)
-    assert torch.equal(loaded.real_pairs, torch.zeros(10))
-    pairs = zip(loaded.generator.parameters(), model.generator.parameters(), strict=True)
-    assert all(torch.equal(a, b) for a, b in pairs)
+def test_generator_losses_are_a_list_of_their_own_modules():
+    model = DigitGAN(GANConfig(dim=8, z_dim=16), g_losses=[ModeSeeking(0.5)])
+    assert [type(t).__name__ for t in model.g_losses] == ["ModeSeeking"] and model.g_losses[0].weight == 0.5
+    default = DigitGAN(GANConfig(dim=8, z_dim=16))
+    assert [(type(t).__name__, t.weight) for t in default.g_losses] == [("ModeSeeking", 0.3), ("VarietyFloor", 7.0)]
+    assert "g_losses.1.real_distance" in default.state_dict()  # the floor's running sums travel with the model
+    with pytest.raises(ValueError, match="cannot be negative"):
+        ModeSeeking(-1.0)
 
 
 def test_the_judge_trains_from_its_own_seed_and_gives_the_callers_randomness_back(monkeypatch):
@@ -153,6 +143,9 @@ def test_the_judge_trains_from_its_own_seed_and_gives_the_callers_randomness_bac
     assert torch.equal(after[0], torch.rand(3)) and after[1:] == (random.random(), "42")  # as if nothing had run
 
 
+UNCONDITIONAL = {"condition": None, "g_losses": [ModeSeeking(0.3)]}
+
+
 def fit_one_step(model: DigitGAN) -> None:
     """One D and one G step on a batch of 8 random images labelled 0..7."""
     trainer = __import__("pytorch_lightning").Trainer(
@@ -166,7 +159,7 @@ def fit_one_step(model: DigitGAN) -> None:
 
 def test_mode_seeking_step_pairs_noises_with_the_same_labels(judge_path, monkeypatch):
     torch.manual_seed(0)
-    model = DigitGAN(GANConfig(channels=8, z_dim=16), mode_seeking=1.0)
+    model = DigitGAN(GANConfig(dim=8, z_dim=16), g_losses=[ModeSeeking(1.0)])
     seen = []
     original = model.generator.forward
     monkeypatch.setattr(model.generator, "forward", lambda z, y=None: seen.append(y) or original(z, y))
@@ -177,7 +170,7 @@ def test_mode_seeking_step_pairs_noises_with_the_same_labels(judge_path, monkeyp
 
 def test_mode_seeking_step_pairs_noises_with_the_same_codes(monkeypatch):
     torch.manual_seed(0)
-    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, codes=10), mode_seeking=1.0)
+    model = DigitGAN(GANConfig(dim=8, z_dim=16), condition=Codes(10), g_losses=[ModeSeeking(1.0)])
     seen = []
     original = model.generator.forward
     monkeypatch.setattr(model.generator, "forward", lambda z, y=None: seen.append((z, y)) or original(z, y))
@@ -187,7 +180,7 @@ def test_mode_seeking_step_pairs_noises_with_the_same_codes(monkeypatch):
 
 
 def test_truncate_maps_the_normal_onto_the_normal_cut_at_t():
-    from tasks.gan_sampling import truncate
+    from tasks.gan.sampling import truncate
 
     z = torch.randn(200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for t in (0.5, 1.0, 2.0):
@@ -202,7 +195,7 @@ def test_truncate_maps_the_normal_onto_the_normal_cut_at_t():
 
 def test_truncation_applies_to_samples_only(monkeypatch):
     torch.manual_seed(0)
-    model = DigitGAN(GANConfig(channels=8, z_dim=16), truncation=0.5)
+    model = DigitGAN(GANConfig(dim=8, z_dim=16), sampling=Sampling(truncation=0.5))
     seen = []
     original = model.ema.forward
     monkeypatch.setattr(model.ema, "forward", lambda z, y=None: seen.append(z) or original(z, y))
@@ -211,11 +204,13 @@ def test_truncation_applies_to_samples_only(monkeypatch):
     assert seen[0].abs().max() <= 0.5
     assert torch.equal(seen[0].argsort(dim=1), z.argsort(dim=1))
     with pytest.raises(ValueError, match="must be positive"):
-        DigitGAN(GANConfig(channels=8, z_dim=16), truncation=0.0)
+        Sampling(truncation=0.0)
 
 
-def test_best_of_keeps_the_draw_whose_condition_d_is_surest_of(monkeypatch):
-    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=2))
+def test_best_of_keeps_the_draw_whose_condition_d_is_most_confident_of(monkeypatch):
+    from tasks.gan.sampling import most_confident
+
+    model = DigitGAN(GANConfig(dim=8, z_dim=16), condition=Classes(2))
     digits = torch.stack([torch.full((2, 1, 28, 28), v) for v in (0.1, 0.5, 0.9)])  # 3 draws of 2 digits
     asked = []
 
@@ -224,16 +219,16 @@ def test_best_of_keeps_the_draw_whose_condition_d_is_surest_of(monkeypatch):
         return x.mean((1, 2, 3)), torch.stack([-x.mean((1, 2, 3)), x.mean((1, 2, 3))], dim=1)
 
     monkeypatch.setattr(model.discriminator, "score_and_logits", head)
-    kept = model.surest(digits, torch.tensor([0, 1]))
+    kept = most_confident(digits, torch.tensor([0, 1]), model.discriminator)
     assert kept[0].unique().tolist() == pytest.approx([0.1]) and kept[1].unique().tolist() == pytest.approx([0.9])
     assert asked[0].tolist() == [0, 1, 0, 1, 0, 1]  # each draw is ranked for its own digit's class
 
 
 def test_best_of_draws_keep_the_code_and_roll_the_rest_of_the_noise(monkeypatch):
-    from residual_kit.models.gan import code_of
-
     torch.manual_seed(0)
-    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, codes=4), aux_weight=0.5, best_of=3)
+    model = DigitGAN(
+        GANConfig(dim=8, z_dim=16), condition=Codes(4, loss=0.5), g_losses=[], sampling=Sampling(best_of=3)
+    )
     seen = []
     original = model.ema.forward
     monkeypatch.setattr(model.ema, "forward", lambda z, y=None: seen.append((z, y)) or original(z, y))
@@ -247,60 +242,59 @@ def test_best_of_draws_keep_the_code_and_roll_the_rest_of_the_noise(monkeypatch)
     ((draws, codes),) = seen
     for j, draw in enumerate(draws.chunk(3)):
         assert torch.equal(draw[:, :4], z[:, :4]) and torch.equal(draw[:, 4:], z[:, 4:].roll(j, dims=1))
-    assert torch.equal(codes, code_of(z, 4).repeat(3))
+    assert torch.equal(codes, z[:, :4].argmax(dim=1).repeat(3))
     assert model.discriminator.training  # ranking left D as it was, and its spectral norm's vectors too
     assert all(torch.equal(a, b) for a, b in zip(before, power_vectors(), strict=True))
     with pytest.raises(ValueError, match="at least 1"):
-        DigitGAN(GANConfig(channels=8, z_dim=16), best_of=0)
-    for net, aux in ((GANConfig(channels=8, z_dim=16, num_classes=0), None), (GANConfig(channels=8, z_dim=16), 0.0)):
+        Sampling(best_of=0)
+    for options in (UNCONDITIONAL, {"condition": Classes(loss=0.0)}):
         with pytest.raises(ValueError, match="class head"):
-            DigitGAN(net, aux_weight=aux, best_of=2)
+            DigitGAN(GANConfig(dim=8, z_dim=16), **options, sampling=Sampling(best_of=2))
 
 
-def test_code_of_the_noise_is_uniform_and_survives_truncation():
-    from residual_kit.models.gan import code_of
-    from tasks.gan_sampling import truncate
+def test_a_code_drawn_with_the_noise_is_uniform_and_survives_truncation():
+    from tasks.gan.sampling import truncate
 
+    codes = Codes(10)
     z = torch.randn(100_000, 16, generator=torch.Generator().manual_seed(0))
-    counts = torch.bincount(code_of(z, 10), minlength=10)
+    counts = torch.bincount(codes.fake(z, None), minlength=10)
     assert counts.min() > 9_600 and counts.max() < 10_400  # 10,000 each, +-4 sigma
-    assert torch.equal(code_of(truncate(z, 1.0), 10), code_of(z, 10))
+    assert torch.equal(codes.fake(truncate(z, 1.0), None), codes.fake(z, None))
 
 
 def test_infogan_code_loss_is_cross_entropy_of_d_head_for_both_players():
     torch.manual_seed(0)
-    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, codes=10), aux_weight=0.5)
+    model = DigitGAN(GANConfig(dim=8, z_dim=16), condition=Codes(10, loss=0.5), g_losses=[])
     d = model.discriminator.eval()  # spectral norm's power iteration holds still, so each call is the same
     assert d.embed is None and d.classifier is not None  # Q head, no projection
     real, fake = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 28, 28) * 2 - 1
     code = torch.tensor([0, 3, 3, 9])
     score, logits = d.score_and_logits(fake)
-    torch.testing.assert_close(model.g_loss(fake, None, code), -score.mean() + 0.5 * F.cross_entropy(logits, code))
+    z = torch.randn(4, 16)
+    torch.testing.assert_close(model.g_loss(fake, z, code), -score.mean() + 0.5 * F.cross_entropy(logits, code))
     real_score = d(real)
     hinge = F.relu(1 - real_score).mean() + F.relu(1 + score).mean()
     torch.testing.assert_close(model.d_loss(real, fake, None, code), hinge + 0.5 * F.cross_entropy(logits, code))
 
 
 def test_infogan_generator_reads_the_code_of_its_noise(monkeypatch):
-    from residual_kit.models.gan import code_of
-
-    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, codes=10))
+    model = DigitGAN(GANConfig(dim=8, z_dim=16), condition=Codes(10), g_losses=[])
     seen = []
     original = model.ema.forward
     monkeypatch.setattr(model.ema, "forward", lambda z, y=None: seen.append(y) or original(z, y))
     z = torch.randn(6, 16)
     model.sample(z)
-    assert torch.equal(seen[0], code_of(z, 10))
-    with pytest.raises(ValueError, match="num_classes=0"):
-        GANConfig(num_classes=10, codes=10)
+    assert torch.equal(seen[0], z[:, :10].argmax(dim=1))
+    with pytest.raises(ValueError, match="at most z_dim=8"):
+        DigitGAN(GANConfig(dim=8, z_dim=8), condition=Codes(10), g_losses=[])
 
 
 def test_clusters_of_real_digits_are_their_nearest_k_means_centroids():
-    from tasks.gan_clusters import kmeans_centroids, nearest_centroid
-
     """Two kinds of image, labelled at random: k-means finds the kinds (the labels are not read)."""
+    from tasks.gan.conditioning import kmeans_centroids, nearest_centroid
+
     torch.manual_seed(0)
-    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, clusters=2))
+    model = DigitGAN(GANConfig(dim=8, z_dim=16), condition=Clusters(2), g_losses=[])
     dark, bright = torch.full((1, 28, 28), -1.0), torch.full((1, 28, 28), 1.0)
     images = torch.stack([dark + 0.1 * torch.randn(1, 28, 28) for _ in range(6)] + [bright] * 4)
     normalised = ((images + 1) / 2 - MEAN) / STD  # as the data module gives them
@@ -313,14 +307,12 @@ def test_clusters_of_real_digits_are_their_nearest_k_means_centroids():
 
 
 def test_cluster_step_projects_reals_on_their_cluster_and_fakes_on_the_cluster_of_their_noise(monkeypatch):
-    from residual_kit.models.gan import code_of
-
     torch.manual_seed(0)
-    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, clusters=3), mode_seeking=1.0)
+    model = DigitGAN(GANConfig(dim=8, z_dim=16), condition=Clusters(3), g_losses=[ModeSeeking(1.0)])
     d = model.discriminator
     assert d.embed.num_embeddings == 3 and d.classifier.out_features == 3  # projection and class head
     centroids = torch.stack([torch.full((784,), v) for v in (-1.0, 0.0, 1.0)])
-    monkeypatch.setattr("tasks.gan.kmeans_centroids", lambda dataset, k: centroids)
+    monkeypatch.setattr("tasks.gan.module.kmeans_centroids", lambda dataset, k: centroids)
     seen_g, seen_d = [], []
     g_forward, d_forward = model.generator.forward, d.score_and_logits
     monkeypatch.setattr(model.generator, "forward", lambda z, y=None: seen_g.append((z, y)) or g_forward(z, y))
@@ -328,13 +320,11 @@ def test_cluster_step_projects_reals_on_their_cluster_and_fakes_on_the_cluster_o
     fit_one_step(model)  # 8 N(0, 1) images, -0.74 on average in [-1, 1]: each nearest the -1 centroid
     torch.testing.assert_close(model.centroids, centroids)  # fitted when training started
     (z, clusters), (_, y) = seen_g[0], seen_d[0]
-    assert torch.equal(clusters, code_of(z, 3)) and torch.equal(clusters[:4], clusters[4:])  # pairs share one
+    assert torch.equal(clusters, z[:, :3].argmax(dim=1)) and torch.equal(clusters[:4], clusters[4:])  # pairs share
     assert torch.equal(y, torch.cat([torch.zeros(8, dtype=torch.long), clusters]))
     assert torch.equal(seen_d[1][1], clusters)  # G's step: the same fakes, the same clusters
-    with pytest.raises(ValueError, match="num_classes=0"):
-        GANConfig(num_classes=10, clusters=10)
-    with pytest.raises(ValueError, match="choose one"):
-        GANConfig(num_classes=0, codes=10, clusters=10)
+    with pytest.raises(ValueError, match="at least 2"):
+        Clusters(1)
 
 
 def test_cluster_centroids_are_fitted_once_and_resume_with_the_checkpoint(tmp_path, monkeypatch):
@@ -347,22 +337,24 @@ def test_cluster_centroids_are_fitted_once_and_resume_with_the_checkpoint(tmp_pa
         )  # fmt: skip
 
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 1, 28, 28), torch.arange(8)))
-    model = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, clusters=2))
+    model = DigitGAN(GANConfig(dim=8, z_dim=16), condition=Clusters(2), g_losses=[])
     first = trainer(2)
     first.fit(model, train_dataloaders=data)
     assert model.centroids.any()
     first.save_checkpoint(tmp_path / "run.ckpt")
-    resumed = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0, clusters=2))
-    monkeypatch.setattr("tasks.gan.kmeans_centroids", lambda dataset, k: pytest.fail("a resumed run fitted again"))
+    resumed = DigitGAN(GANConfig(dim=8, z_dim=16), condition=Clusters(2), g_losses=[])
+    monkeypatch.setattr(
+        "tasks.gan.module.kmeans_centroids", lambda dataset, k: pytest.fail("a resumed run fitted again")
+    )
     trainer(4).fit(resumed, train_dataloaders=data, ckpt_path=tmp_path / "run.ckpt", weights_only=False)  # our own file
     assert torch.equal(resumed.centroids, model.centroids)
 
 
 def test_class_input_and_discriminator_width_options():
-    net = GANConfig(channels=8, z_dim=16, class_input=False, d_channels=16)
-    g, d = net.generator(), net.discriminator()
+    gan = GANConfig(dim=8, z_dim=16, class_input=False, d_dim=16).build(conditions=10, projection=True)
+    g, d = gan.generator, gan.discriminator
     assert g.embed is None and g.fc.in_features == 16
-    narrow = GANConfig(channels=8).discriminator()
+    narrow = GANConfig(dim=8).build(conditions=10, projection=True).discriminator
     assert sum(p.numel() for p in d.parameters()) > sum(p.numel() for p in narrow.parameters())
     y = torch.tensor([1, 2])
     assert g(torch.randn(2, 16), y).shape == (2, 1, 28, 28)
@@ -370,8 +362,8 @@ def test_class_input_and_discriminator_width_options():
 
 def test_channels_last_changes_the_layout_not_the_function():
     torch.manual_seed(0)
-    nhwc = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0))  # aux_weight None: 0 without labels
-    nchw = DigitGAN(GANConfig(channels=8, z_dim=16, num_classes=0), channels_last=False)
+    nhwc = DigitGAN(GANConfig(dim=8, z_dim=16), **UNCONDITIONAL)
+    nchw = DigitGAN(GANConfig(dim=8, z_dim=16), **UNCONDITIONAL, channels_last=False)
     nchw.load_state_dict(nhwc.state_dict())
     conv = nhwc.generator.blocks[0].wrap.conv1.weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
@@ -383,41 +375,44 @@ def test_channels_last_changes_the_layout_not_the_function():
 
 
 @pytest.mark.parametrize("arch", ["resnet", "dcgan"])
-def test_aux_class_loss_is_cross_entropy_of_the_critic_head(arch):
-    """AC-GAN's term: L_G(aux_weight=w) - L_G(0) = w * CE(V h(fake), y); L_D adds it on the real half only."""
+def test_class_loss_is_cross_entropy_of_the_critic_head(arch):
+    """AC-GAN's term: L_G(loss=w) - L_G(0) = w * CE(V h(fake), y); L_D adds it on the real half only."""
     torch.manual_seed(0)
-    model = DigitGAN(GANConfig(arch, channels=8, z_dim=16, num_classes=10), aux_weight=0.5)
-    plain = DigitGAN(GANConfig(arch, channels=8, z_dim=16, num_classes=10), aux_weight=0)
+    model = DigitGAN(GANConfig(arch, dim=8, z_dim=16), condition=Classes(loss=0.5), g_losses=[])
+    plain = DigitGAN(GANConfig(arch, dim=8, z_dim=16), condition=Classes(loss=0.0), g_losses=[])
     plain.load_state_dict(model.state_dict())
     model.eval(), plain.eval()  # freeze spectral norm's power iteration so both see the same weights
     real, fake, y = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 28, 28) * 2 - 1, torch.arange(4)
+    z = torch.randn(4, 16)
     h = model.discriminator.features(fake)
     expected = 0.5 * F.cross_entropy(model.discriminator.classifier(h), y)
-    torch.testing.assert_close(model.g_loss(fake, y) - plain.g_loss(fake, y), expected)
+    torch.testing.assert_close(model.g_loss(fake, z, y) - plain.g_loss(fake, z, y), expected)
     h_real = model.discriminator.features(real)
     expected_d = 0.5 * F.cross_entropy(model.discriminator.classifier(h_real), y)
-    torch.testing.assert_close(model.d_loss(real, fake, y) - plain.d_loss(real, fake, y), expected_d)
+    torch.testing.assert_close(model.d_loss(real, fake, y, y) - plain.d_loss(real, fake, y, y), expected_d)
 
 
-def test_aux_class_loss_needs_labels():
-    with pytest.raises(ValueError, match="num_classes=10"):
-        DigitGAN(GANConfig(num_classes=0), aux_weight=1.0)
-    DigitGAN(GANConfig(num_classes=0, codes=10, channels=8), aux_weight=1.0)  # InfoGAN: codes instead
+def test_an_unconditional_gan_has_no_class_head_and_reads_z_alone():
+    model = DigitGAN(GANConfig(dim=8, z_dim=16), **UNCONDITIONAL)
+    assert model.discriminator.classifier is None and model.discriminator.embed is None
+    assert model.generator.embed is None and model.asked(4) is None
 
 
 def test_judge_stays_in_eval_mode_and_frozen_and_out_of_the_gan(judge_path):
-    judge = DigitJudge(load_digit_classifier(judge_path))
+    judge = DigitClassifier(load_digit_classifier(judge_path))
     quality = DigitQuality(judge)
     quality.train()
     assert not judge.training and not any(m.training for m in judge.modules())
     assert not any(p.requires_grad for p in judge.parameters())
-    gan = DigitGAN(GANConfig(channels=8, z_dim=16))
-    assert not any("judge" in k or "fid" in k for k in gan.state_dict())  # the GAN holds no evaluation weights
+    gan = DigitGAN(GANConfig(dim=8, z_dim=16))
+    assert not any(
+        "classifier." in k or "fid" in k for k in gan.state_dict() if not k.startswith("net.discriminator")
+    )  # the GAN holds no evaluation weights
 
 
 def test_digit_quality_scores_against_its_formulas(judge_path):
     """recognisable = share with confidence >= 0.9, entropy of the judge's label histogram, label accuracy."""
-    judge = DigitJudge(load_digit_classifier(judge_path))
+    judge = DigitClassifier(load_digit_classifier(judge_path))
     quality = DigitQuality(judge, confidence=0.9)
     real, fake = torch.rand(40, 1, 28, 28), torch.rand(40, 1, 28, 28)
     y = torch.arange(40) % 10
@@ -451,7 +446,7 @@ def test_within_class_spread_is_the_mean_squared_distance_to_the_centroid():
 
 
 def test_one_digit_per_class_has_no_variety(judge_path):
-    judge = DigitJudge(load_digit_classifier(judge_path))
+    judge = DigitClassifier(load_digit_classifier(judge_path))
     quality = DigitQuality(judge)
     real, y = torch.rand(40, 1, 28, 28), torch.arange(40) % 10
     quality.update(real, real=True, labels=y)
@@ -466,7 +461,7 @@ def test_one_digit_per_class_has_no_variety(judge_path):
 
 
 def test_variety_divides_by_the_reference_digits_spread_once_set(judge_path):
-    quality = DigitQuality(DigitJudge(load_digit_classifier(judge_path)))
+    quality = DigitQuality(DigitClassifier(load_digit_classifier(judge_path)))
     reference, y = torch.rand(40, 1, 28, 28), torch.arange(40) % 10
     quality.set_reference(reference, y)
     quality.update(torch.zeros(20, 1, 28, 28), real=True, labels=y[:20])  # held-out real digits: no spread at all
@@ -481,7 +476,7 @@ def test_digit_fid_real_vs_real_is_small_and_noise_vs_real_large(judge_path):
     dm = ImageDataModule("mnist", source="embedded", augment=False)
     dm.setup("fit")
     evaluation = GANEvaluation(judge_path)
-    evaluation.quality = DigitQuality(DigitJudge(load_digit_classifier(judge_path)))
+    evaluation.quality = DigitQuality(DigitClassifier(load_digit_classifier(judge_path)))
     train = dm.train_set.images[:1000]
     floor = evaluation.real_floor(train, dm.test_set.images)
     noise = evaluation.real_floor(train, (torch.rand(500, 1, 28, 28) * 255).to(torch.uint8))
@@ -490,7 +485,7 @@ def test_digit_fid_real_vs_real_is_small_and_noise_vs_real_large(judge_path):
 
 def test_features_match_the_classifier():
     net = create_model("resnet20", in_channels=1, num_classes=10).eval()
-    judge = DigitJudge(net)
+    judge = DigitClassifier(net)
     x = torch.rand(3, 1, 28, 28)
     torch.testing.assert_close(judge.logits(x), net((x - 0.1307) / 0.3081))
     assert judge(x).shape == (3, judge.num_features)
@@ -507,7 +502,7 @@ def test_classifier_cache_follows_xdg_cache_home(tmp_path, monkeypatch, judge_pa
 
 
 def test_cli_fit_fast_dev_run_then_predict_writes_files(tmp_path, judge_path, monkeypatch):
-    args = ["--data.source=embedded", "--data.batch_size=8", "--model.net.channels=8", "--model.net.z_dim=16",
+    args = ["--data.source=embedded", "--data.batch_size=8", "--model.net.dim=8", "--model.net.z_dim=16",
             f"--evaluation.classifier_path={judge_path}", "--evaluation.samples=16",
             "--evaluation.test_samples=24"]  # fmt: skip
     scored: list[int] = []
@@ -539,7 +534,7 @@ def test_cli_fit_fast_dev_run_then_predict_writes_files(tmp_path, judge_path, mo
 
 def test_predict_draws_the_requested_labels(tmp_path, judge_path, monkeypatch):
     """--data.labels reaches the generator: each requested digit is the class it is drawn for."""
-    args = ["--data.source=embedded", "--model.net.channels=8", "--model.net.z_dim=16"]
+    args = ["--data.source=embedded", "--model.net.dim=8", "--model.net.z_dim=16"]
     cli = cli_main(["fit", *args, f"--evaluation.classifier_path={judge_path}", "--trainer.fast_dev_run=true",
                     "--test_after_fit=false"])  # fmt: skip
     ckpt = tmp_path / "gan.ckpt"
@@ -557,14 +552,15 @@ def test_cli_unconditional_config(tmp_path, judge_path):
     """configs/gan_unconditional.yaml, as a user types it: no labels, clusters of the training digits, G at 8e-4,
     the best of 2 draws, no label accuracy."""
     config = Path(__file__).parents[1] / "configs" / "gan_unconditional.yaml"
-    args = ["--data.source=embedded", "--data.batch_size=8", "--model.net.channels=8", "--model.net.z_dim=64",
+    args = ["--data.source=embedded", "--data.batch_size=8", "--model.net.dim=8", "--model.net.z_dim=64",
             f"--evaluation.classifier_path={judge_path}", "--evaluation.samples=16",
             "--evaluation.test_samples=16"]  # fmt: skip
     cli = cli_main(["fit", f"--config={config}", *args, "--trainer.fast_dev_run=true"])
-    assert cli.model.num_classes == 0 and cli.model.hparams.lr_g == pytest.approx(8e-4)
-    assert cli.model.clusters == 50 and cli.model.aux_weight == 0.5 and cli.model.hparams.mode_seeking == 0.3
-    assert cli.model.centroids.any() and cli.model.hparams.best_of == 2
-    assert cli.model.variety_floor == 0  # on by default with labels only
+    model = cli.model
+    assert isinstance(model.condition, Clusters) and model.condition.size == 50 and model.condition.loss == 0.5
+    assert model.hparams.lr_g == pytest.approx(8e-4) and model.sampling.best_of == 2
+    assert [(type(t).__name__, t.weight) for t in model.g_losses] == [("ModeSeeking", 0.3)]
+    assert model.centroids.any()
     assert "test/digit_fid" in cli.trainer.callback_metrics and "test/label_acc" not in cli.trainer.callback_metrics
 
 
@@ -577,16 +573,16 @@ def test_training_the_judge_writes_only_its_cache_file(tmp_path, monkeypatch):
     """A fresh machine's first `fit` trains the judge; its run left confusion_matrix.png in the user's cwd."""
     import pytorch_lightning as pl
 
-    import tasks.digit_judge as digit_judge
+    import tasks.gan.classifier as digit_classifier
 
     class OneBatchTrainer(pl.Trainer):
         def __init__(self, **kwargs):
             kwargs.update(max_epochs=1, limit_train_batches=1, limit_val_batches=1, limit_test_batches=1)
             super().__init__(**kwargs)
 
-    monkeypatch.setattr(digit_judge.pl, "Trainer", OneBatchTrainer)
+    monkeypatch.setattr(digit_classifier.pl, "Trainer", OneBatchTrainer)
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     cached = tmp_path / "cache" / "judge.pt"
-    digit_judge.train_digit_classifier(cached, source="embedded")
+    digit_classifier.train_digit_classifier(cached, source="embedded")
     assert cached.is_file() and not any((tmp_path / "cwd").iterdir())

@@ -34,27 +34,36 @@ def test_zero_init_last_makes_every_gpt_sublayer_the_identity():
 
 
 def test_zero_init_last_works_on_pre_activation_resnets_too():
-    net = create_model("resnet20", placement="pre", zero_init_last=True).eval()
+    net = create_model("resnet20", placement="pre", init="zero_last").eval()
     x = torch.randn(2, 16, 8, 8)
     block = net.stages[0][1]
     torch.testing.assert_close(block(x), x)
 
 
-def test_gpt2_scaling_divides_each_branch_output_layer_by_sqrt_of_the_branch_count():
+def test_scale_last_divides_each_branch_output_layer_by_sqrt_of_the_branch_count():
     torch.manual_seed(0)
-    plain = GPT(GPTConfig(layers=3, dim=D, heads=2))
+    plain = mlp_stack(4)
     torch.manual_seed(0)
-    scaled = GPT(GPTConfig(layers=3, dim=D, heads=2, init="gpt2"))
-    for a, b in zip(
-        [m for m in plain.modules() if isinstance(m, Residual)],
-        [m for m in scaled.modules() if isinstance(m, Residual)],
-        strict=True,
-    ):
+    scaled = mlp_stack(4)
+    assert scale_last_(scaled) == 4
+    for a, b in zip(plain, scaled, strict=True):
         *same, last = zip(weight_layers(a.wrap), weight_layers(b.wrap), strict=True)
-        torch.testing.assert_close(last[1].weight, last[0].weight / math.sqrt(6))
+        torch.testing.assert_close(last[1].weight, last[0].weight / 2)
         for x, y in same:
             torch.testing.assert_close(x.weight, y.weight)
-    assert scale_last_(nn.Sequential(mlp_stack(4))) == 4
+
+
+def test_gpt2_init_draws_every_layer_from_n_0_002_and_branch_outputs_from_it_over_sqrt_n():
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(layers=8, dim=64, heads=2, init="gpt2"))
+    blocks = [m for m in gpt.modules() if isinstance(m, Residual)]
+    last = [weight_layers(b.wrap)[-1] for b in blocks]
+    inner = [m for b in blocks for m in weight_layers(b.wrap)[:-1]]
+    assert len(blocks) == 16
+    std = lambda layers: torch.cat([m.weight.flatten() for m in layers]).std().item()  # noqa: E731
+    assert std(inner) == pytest.approx(0.02, rel=0.05)
+    assert std(last) == pytest.approx(0.02 / math.sqrt(16), rel=0.05)
+    assert all(m.bias.abs().max() == 0 for m in inner + last)
 
 
 def output_variance(depth: int, fixup: bool, steps: int = 20) -> tuple[float, float]:

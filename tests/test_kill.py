@@ -25,8 +25,8 @@ CADENCE = ["--trainer.max_epochs=2", "--trainer.limit_train_batches=6", "--train
            "--trainer.enable_model_summary=false", "--trainer.default_root_dir=runs"]  # fmt: skip
 TASKS = {
     "resnet": ["--data.source=embedded", "--data.batch_size=16", "--model.net.arch=resnet8"],
-    "lstm": ["--data.source=embedded", "--data.batch_size=8", "--model.net.hidden_size=16", "--model.net.layers=2"],
-    "gan": ["--data.source=embedded", "--data.batch_size=8", "--model.net.channels=8", "--model.net.z_dim=16",
+    "lstm": ["--data.source=embedded", "--data.batch_size=8", "--model.net.dim=16", "--model.net.layers=2"],
+    "gan": ["--data.source=embedded", "--data.batch_size=8", "--model.net.dim=8", "--model.net.z_dim=16",
             "--evaluation.samples=8", "--evaluation.test_samples=8", "--trainer.check_val_every_n_epoch=1"],
     "transformer": ["--data.num_train=256", "--data.num_val=32", "--data.num_test=32", "--data.batch_size=32",
                     "--model.net.layers=1", "--model.net.dim=32", "--trainer.max_steps=-1",

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from residual_kit import Residual
-from residual_kit.gradient_flow import GradientFlowMonitor, GradientFlowRecorder, find_blocks
+from residual_kit.gradient_flow import GradientFlowRecorder, find_blocks
+from tasks.core.gradient_flow import GradientFlowMonitor
 from tasks.lab import cli_main
 
 

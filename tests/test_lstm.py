@@ -10,11 +10,16 @@ import torch
 from PIL import Image
 
 from residual_kit import Residual
-from residual_kit.models.lstm import LSTMReaderConfig, LSTMStack
+from residual_kit.models.lstm import LSTMConfig, LSTMLayer, LSTMReaderConfig
 from tasks.data.digit_strips import DigitStripDataModule, DigitStrips, make_strip
 from tasks.lstm import StripReader, beam_decode, cli_main, greedy_decode
 
-FAST = ["--trainer.fast_dev_run=true", "--data.source=embedded", "--data.batch_size=8", "--model.net.hidden_size=16"]
+
+def LSTMStack(input_size: int, dim: int, **options):
+    return LSTMConfig(input_size=input_size, dim=dim, **options).build()
+
+
+FAST = ["--trainer.fast_dev_run=true", "--data.source=embedded", "--data.batch_size=8", "--model.net.dim=16"]
 
 
 @pytest.fixture(autouse=True)
@@ -106,9 +111,9 @@ def test_stack_residual_from_and_projection(bidirectional):
 
 
 def test_plain_model_has_no_residual():
-    plain = StripReader(LSTMReaderConfig(layers=3, hidden_size=16, residual=False))
+    plain = StripReader(LSTMReaderConfig(layers=3, dim=16, residual=False))
     assert plain.net.lstm.residual_layers == 0
-    assert StripReader(LSTMReaderConfig(layers=3, hidden_size=16)).net.lstm.residual_layers == 2
+    assert StripReader(LSTMReaderConfig(layers=3, dim=16)).net.lstm.residual_layers == 2
 
 
 def test_cli_fit_fast_dev_run_writes_the_strip_grid(tmp_path):
@@ -155,7 +160,7 @@ def test_dense_lstm_stack_at_init_is_the_plain_stack():
 @pytest.mark.parametrize("stack", ["hyper", "mhc", "dense"])
 def test_lstm_stack_designs_train_and_keep_a_width_changing_first_layer_plain(stack):
     lstm = LSTMStack(6, 8, layers=3, residual_from=0, stack=stack, drop_path=0.2)
-    assert lstm.residual_layers == 2 and isinstance(lstm.layers[0], torch.nn.LSTM)
+    assert lstm.residual_layers == 2 and isinstance(lstm.layers[0], LSTMLayer)
     out = lstm(torch.randn(2, 5, 6))
     out.square().mean().backward()
     assert out.shape == (2, 5, 8)

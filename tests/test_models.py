@@ -8,25 +8,27 @@ from torch import nn
 
 from benchmarks.reference_resnet import HandWrittenResNet, copy_weights
 from residual_kit import Residual
-from residual_kit.models import cifar_resnet, create_model, list_models
+from residual_kit.models import create_model, list_models
+from residual_kit.models.resnet import cifar_layout
 
 
 def tiny(name: str) -> tuple[nn.Module, tuple[torch.Tensor, ...], tuple[int, ...]]:
     """Every registered model at a tiny size: (model, inputs, output shape)."""
     if name.startswith("resnet") and name[6:].isdigit():
-        small = {"width": 0.25} if name in ("resnet18", "resnet34", "resnet50") else {}
+        small = {"width_multiplier": 0.25} if name in ("resnet18", "resnet34", "resnet50") else {}
         return create_model(name, in_channels=1, num_classes=7, **small), (torch.randn(2, 1, 28, 28),), (2, 7)
     if name == "gpt":
         gpt = create_model(name, vocab_size=11, block_size=8, layers=2, dim=16, heads=2)
         return gpt, (torch.randint(11, (2, 8)),), (2, 8, 11)
     if name == "lstm_stack":
-        return create_model(name, input_size=6, hidden_size=8, layers=3), (torch.randn(2, 5, 6),), (2, 5, 8)
+        return create_model(name, input_size=6, dim=8, layers=3), (torch.randn(2, 5, 6),), (2, 5, 8)
     if name == "lstm_reader":
-        return create_model(name, layers=2, hidden_size=8), (torch.randn(2, 1, 28, 40),), (2, 10, 11)
+        return create_model(name, layers=2, dim=8), (torch.randn(2, 1, 28, 40),), (2, 10, 11)
     y = torch.tensor([3, 7])
+    conditional = {"conditions": 10, "projection": True}
     if name.endswith("_generator"):
-        return create_model(name, z_dim=8, channels=8, num_classes=10), (torch.randn(2, 8), y), (2, 1, 28, 28)
-    return create_model(name, channels=8, num_classes=10), (torch.randn(2, 1, 28, 28), y), (2,)
+        return create_model(name, z_dim=8, dim=8, **conditional), (torch.randn(2, 8), y), (2, 1, 28, 28)
+    return create_model(name, dim=8, **conditional), (torch.randn(2, 1, 28, 28), y), (2,)
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -48,7 +50,7 @@ def test_registry_covers_every_family_and_filters():
 
 
 def test_forward_features_and_head_compose_to_forward():
-    model = create_model("resnet20").eval()
+    model = create_model("resnet20", in_channels=3).eval()
     x = torch.randn(2, 3, 32, 32)
     features = model.forward_features(x)
     assert features.shape == (2, 64, 8, 8)
@@ -60,17 +62,17 @@ def test_forward_features_and_head_compose_to_forward():
     ("name", "millions"), [("resnet20", 0.27), ("resnet32", 0.46), ("resnet56", 0.85), ("resnet110", 1.73)]
 )
 def test_parameter_counts_match_the_paper(name, millions):
-    count = sum(p.numel() for p in create_model(name).parameters())
+    count = sum(p.numel() for p in create_model(name, in_channels=3).parameters())
     assert count / 1e6 == pytest.approx(millions, abs=0.01)
 
 
 def test_plain_net_has_no_skip():
     plain = create_model("resnet20", residual=False).eval()
-    assert not any(isinstance(m, Residual) for m in plain.modules())
+    assert all(b.formula() == "y = relu(f(x))" for b in plain.modules() if isinstance(b, Residual))
     # Zero the last BN of the first block: with no shortcut its output must be relu(0) = 0.
     block = plain.stages[0][0]
-    nn.init.zeros_(block[0][-1].weight)
-    nn.init.zeros_(block[0][-1].bias)
+    nn.init.zeros_(block.wrap[-1].weight)
+    nn.init.zeros_(block.wrap[-1].bias)
     assert torch.count_nonzero(block(torch.randn(2, 16, 8, 8))) == 0
     residual = create_model("resnet20").stages[0][0].eval()
     nn.init.zeros_(residual.wrap[-1].weight)
@@ -91,7 +93,7 @@ def test_same_outputs_as_hand_written_resnet20():
 
 
 def test_placement_pre_is_resnet_v2():
-    model = create_model("resnet20", placement="pre")
+    model = create_model("resnet20", in_channels=3, placement="pre")
     blocks = [m for m in model.modules() if isinstance(m, Residual)]
     assert len(blocks) == 9 and all(b.placement == "pre" for b in blocks)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
@@ -117,7 +119,7 @@ def test_options_reach_every_block():
 
 
 def test_zero_init_last_makes_blocks_start_as_identity_plus_relu():
-    model = create_model("resnet20", zero_init_last=True).eval()
+    model = create_model("resnet20", init="zero_last").eval()
     block = model.stages[0][1]
     x = torch.randn(2, 16, 8, 8)
     torch.testing.assert_close(block(x), torch.relu(x))
@@ -125,7 +127,7 @@ def test_zero_init_last_makes_blocks_start_as_identity_plus_relu():
 
 def test_bad_depth_and_name():
     with pytest.raises(ValueError, match="6n\\+2"):
-        cifar_resnet(21)
+        cifar_layout(21)
     with pytest.raises(ValueError, match="resnet20"):
         create_model("resnet21")
 

@@ -24,7 +24,7 @@ class Half(nn.Module):
 
 @pytest.fixture
 def half_scale():
-    SCALES.register("half", lambda dim, data_format: Half())
+    SCALES.register("half", lambda slot: Half())
     yield
     SCALES.pop("half")
 
@@ -52,7 +52,9 @@ def test_registry_refuses_a_taken_name_unless_replacing():
 
 
 def test_unknown_names_list_the_registered_ones_and_how_to_add_one():
-    with pytest.raises(ValueError, match=r"merge='mean' is not one of \['add', 'concat', 'gate'\].*MERGES.register"):
+    with pytest.raises(
+        ValueError, match=r"merge='mean' is not one of \['add', 'concat', 'gate', 'none'\].*MERGES.register"
+    ):
         Residual(nn.Linear(4, 4), merge="mean")
     with pytest.raises(ValueError, match=r"MERGES\.register"):
         create_model("resnet20", merge="mean")

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from residual_kit.models import ResNetConfig
-from tasks.callbacks import DivergenceError, DivergenceGuard
-from tasks.checkpoints import check_checkpoint
+from tasks.core.callbacks import DivergenceError, DivergenceGuard
+from tasks.core.checkpoints import check_checkpoint
 from tasks.resnet import ImageClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,7 +172,7 @@ def test_checkpoint_of_another_task_is_one_line_and_exit_1(tmp_path, resnet_ckpt
 
 def test_checkpoint_with_other_model_options_names_the_weight_and_the_fix(resnet_ckpt):
     with pytest.raises(ValueError, match=r"trained with other model options: .* is \(16, 1, 3, 3\) there .*--config"):
-        check_checkpoint(resnet_ckpt, ImageClassifier(ResNetConfig(width=2)), "resnet")
+        check_checkpoint(resnet_ckpt, ImageClassifier(ResNetConfig(width_multiplier=2)), "resnet")
     check_checkpoint(resnet_ckpt, ImageClassifier(), "resnet")  # the same options pass
 
 

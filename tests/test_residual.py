@@ -356,13 +356,13 @@ def test_shape_mismatch_names_both_shapes_and_the_fix():
 @pytest.mark.parametrize(
     ("kwargs", "allowed"),
     [
-        ({"placement": "middle"}, "'pre', 'post', 'sandwich'"),
+        ({"placement": "middle"}, "'pre', 'post', 'sandwich', 'deepnorm'"),
         ({"shortcut": "skip"}, "'identity', 'pad', 'projection'"),
-        ({"merge": "mul"}, "'add', 'concat', 'gate'"),
+        ({"merge": "mul"}, "'add', 'concat', 'gate', 'none'"),
         ({"scale": "huge"}, "'layerscale', 'learnable', 'rezero'"),
         ({"activation": "swish"}, "'gelu', 'relu'"),
         ({"data_format": "NHWC"}, "'channels_last', 'channels_first'"),
-        ({"norm": "instance", "placement": "pre", "dim": D}, "'batch', 'group', 'layer', 'rms'"),
+        ({"norm": "instance", "placement": "pre", "dim": D}, "'batch', 'dyt', 'group', 'layer', 'rms'"),
     ],
 )
 def test_bad_option_lists_the_allowed_values(kwargs, allowed):

@@ -44,14 +44,14 @@ TASKS = {
     "lstm": [
         "--data.source=embedded",
         "--data.batch_size=8",
-        "--model.net.hidden_size=16",
+        "--model.net.dim=16",
         "--model.net.layers=2",
         "--model.net.dropout=0.1",
     ],
     "gan": [
         "--data.source=embedded",
         "--data.batch_size=8",
-        "--model.net.channels=8",
+        "--model.net.dim=8",
         "--model.net.z_dim=16",
         "--evaluation.samples=8",
         "--evaluation.test_samples=8",
@@ -136,7 +136,13 @@ def test_kill_mid_epoch_and_resume_equals_a_straight_run(task, tmp_path, monkeyp
 
 def test_kill_and_resume_the_cluster_gan_equals_a_straight_run(tmp_path, monkeypatch, judge_path):
     """The unconditional GAN's k-means centroids travel in the checkpoint with the rest of its state."""
-    clusters = ["--model.net.num_classes=0", "--model.net.clusters=4", "--model.aux_weight=0.5", "--model.best_of=2"]
+    clusters = [
+        "--model.condition=Clusters",
+        "--model.condition.clusters=4",
+        "--model.condition.loss=0.5",
+        "--model.g_losses=[{class_path: ModeSeeking, init_args: {weight: 0.3}}]",
+        "--model.sampling.best_of=2",
+    ]
     _, resumed = straight_and_killed_then_resumed("gan", clusters, "StopAfterFirstEpoch", tmp_path, monkeypatch,
                                                   judge_path)  # fmt: skip
     assert resumed.model.centroids.any()

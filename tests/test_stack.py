@@ -7,14 +7,9 @@ import torch
 from torch import nn
 
 from residual_kit import Residual
-from residual_kit.stack import (
-    DepthWeightedAverage,
-    HyperConnections,
-    ManifoldHyperConnections,
-    _sinkhorn_iterations,
-    sinkhorn,
-)
-from tasks.arena import DESIGNS as ARENA
+from residual_kit.stack import DepthWeightedAverage, HyperConnections, ManifoldHyperConnections, sinkhorn
+from residual_kit.stack.hyper import _sinkhorn_iterations
+from tasks.lab.arena import DESIGNS as ARENA
 
 D, L = 8, 4
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from pytorch_lightning.callbacks import ModelSummary, RichProgressBar, TQDMProgressBar
 
-from tasks.callbacks import DivergenceGuard, ReproducibleEpochs
+from tasks.core.callbacks import DivergenceGuard, ReproducibleEpochs
 from tasks.data import sources
+from tasks.gan import cli_main as gan_main
 from tasks.resnet import cli_main as resnet_main
 from tasks.transformer import cli_main as transformer_main
 
@@ -97,10 +98,15 @@ def test_lightning_optimizer_switch_is_refused_in_one_line(arg):
         (resnet_main, "--model.plain=true", "--model.net.residual=false"),
         (resnet_main, "--model.arch=resnet56", "--model.net.arch"),
         (transformer_main, "--model.placement=rezero", "--model.net.scale=rezero"),
+        (resnet_main, "--model.net.zero_init_last=true", "--model.net.init=zero_last"),
+        (resnet_main, "--model.net.width=0.5", "--model.net.width_multiplier"),
+        (transformer_main, "--model.net.streams=2", "--model.net.stack_options"),
+        (gan_main, "--model.net.clusters=50", "--model.condition=Clusters --model.condition.clusters=N"),
+        (gan_main, "--model.best_of=2", "--model.sampling.best_of"),
     ],
 )
-def test_old_option_names_say_the_new_one(main, old, new):
-    with pytest.raises(ValueError, match="renamed") as err:
+def test_old_option_names_say_the_new_one_and_the_version(main, old, new):
+    with pytest.raises(ValueError, match=r"stopped working in residual-kit 0\.[23]\.0") as err:
         main(["fit", old])
     assert new in str(err.value)
 
@@ -108,16 +114,22 @@ def test_old_option_names_say_the_new_one(main, old, new):
 def test_old_keys_in_a_config_file_say_the_new_one(tmp_path):
     config = tmp_path / "old.yaml"
     config.write_text("model:\n  arch: resnet56\n  plain: true\n")
-    with pytest.raises(ValueError, match=r"old.yaml: model.arch was renamed: use --model.net.arch"):
+    with pytest.raises(
+        ValueError, match=r"old.yaml: --model.arch stopped working in residual-kit 0.2.0: use --model.net"
+    ):
         resnet_main(["fit", f"--config={config}"])
+    config.write_text("fit:\n  model:\n    net:\n      zero_init_last: true\n")
+    with pytest.raises(ValueError, match=r"--model.net.zero_init_last stopped working in residual-kit 0.3.0"):
+        resnet_main([f"--config={config}", "fit"])
 
 
-def test_an_old_checkpoint_names_the_new_key(tmp_path):
+def test_a_checkpoint_of_0_2_0_is_refused_in_one_line_that_names_the_version(tmp_path):
+    """0.2.0 checkpoints carry no residual_kit entry; the option names changed since, so they are not loaded."""
     import torch
 
     old = tmp_path / "old.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"arch": "resnet20", "preact": True}}, old)
-    with pytest.raises(ValueError, match=r"earlier residual-kit: its option `arch` is now --model.net.arch"):
+    torch.save({"state_dict": {}, "hyper_parameters": {"net": {"arch": "resnet20", "width": 1.0}}}, old)
+    with pytest.raises(ValueError, match=r"written by residual-kit 0.2.0 or earlier.*retrain"):
         resnet_main(["test", f"--ckpt_path={old}"])
 
 
@@ -125,7 +137,9 @@ def test_old_option_from_the_shell_is_one_line():
     done = subprocess.run([sys.executable, "-m", "tasks.resnet", "fit", "--model.preact=true"], capture_output=True,
                           text=True, cwd=ROOT)  # fmt: skip
     assert done.returncode == 1
-    assert done.stderr.startswith("error: --model.preact was renamed: use --model.net.placement=pre")
+    assert done.stderr.startswith(
+        "error: --model.preact stopped working in residual-kit 0.2.0: use --model.net.placement=pre"
+    )
     assert "Traceback" not in done.stderr
 
 
@@ -145,14 +159,16 @@ def test_options_beside_ckpt_path_override_the_checkpoints_hyperparameters(tmp_p
     """The checkpoint's hyperparameters are the defaults, what the user writes wins: Lightning alone let
     the checkpoint win, so `test --ckpt_path X --model.<option>=...` silently ran with X's value."""
     out = [f"--trainer.default_root_dir={tmp_path / 'runs'}", "--trainer.limit_test_batches=1"]
-    resnet_main(["fit", *TINY, *SHORT, *out, "--model.label_smoothing=0.1", "--model.net.width=0.5"])
+    resnet_main(["fit", *TINY, *SHORT, *out, "--model.label_smoothing=0.1", "--model.net.width_multiplier=0.5"])
     ckpt = tmp_path / "runs" / "resnet" / "version_0" / "checkpoints" / "last.ckpt"
 
     def tested(*args: str) -> dict:
         return dict(resnet_main(["test", "--data.source=embedded", *out, f"--ckpt_path={ckpt}", *args]).model.hparams)
 
     kept = tested()
-    assert kept["label_smoothing"] == 0.1 and kept["net"]["width"] == 0.5 and kept["net"]["arch"] == "resnet8"
+    assert (
+        kept["label_smoothing"] == 0.1 and kept["net"]["width_multiplier"] == 0.5 and kept["net"]["arch"] == "resnet8"
+    )
     assert tested("--model.label_smoothing=0.2")["label_smoothing"] == 0.2  # the command line wins
     config = tmp_path / "smoothing.yaml"
     config.write_text("model:\n  label_smoothing: 0.3\n")

@@ -179,13 +179,11 @@ def test_hyper_connections_gpt_at_init_is_the_pre_norm_gpt():
     """Same weights: the n streams carry the pre-norm stream, and the final LayerNorm removes their sum's factor n."""
     torch.manual_seed(0)
     plain = GPT(GPTConfig(16, 16, layers=2, dim=32, heads=4)).double().eval()
-    hyper = GPT(GPTConfig(16, 16, layers=2, dim=32, heads=4, stack="hyper", streams=4)).double().eval()
+    hyper = GPT(GPTConfig(16, 16, layers=2, dim=32, heads=4, stack="hyper", stack_options={"streams": 4}))
+    hyper = hyper.double().eval()
     state = hyper.state_dict()
-    for key, value in plain.state_dict().items():
-        if key.startswith("blocks."):
-            _, i, sub, *rest = key.split(".")
-            key = ".".join(["blocks", "branches", str(2 * int(i) + (sub == "mlp")), *rest])
-        state[key] = value
+    for key, value in plain.state_dict().items():  # the same sub-layers: blocks.i.* are blocks.layers.i.*
+        state[key.replace("blocks.", "blocks.layers.", 1) if key.startswith("blocks.") else key] = value
     hyper.load_state_dict(state)
     idx = torch.randint(0, 16, (2, 10))
     torch.testing.assert_close(hyper(idx), plain(idx), rtol=1e-4, atol=1e-4)  # LayerNorm's eps: not bit-exact

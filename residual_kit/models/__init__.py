@@ -1,27 +1,66 @@
-"""Model registry: every architecture built from `Residual`, by name (timm's `create_model` / `list_models`)."""
+"""Model registry: every architecture built from `Residual`, by name (timm's `create_model` / `list_models`).
+
+Each family has one config dataclass whose `build()` makes the network, and each registered name is a config
+with some fields fixed: `create_model("resnet56", in_channels=1)` is `ResNetConfig(arch="resnet56",
+in_channels=1).build()`.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from .gan import DISCRIMINATORS, GENERATORS, GANConfig
+from ..registry import Registry
+from .gan import GAN_ARCHS, GANConfig
 from .gpt import GPT, GPTConfig
-from .lstm import LSTMReader, LSTMReaderConfig, LSTMStack
-from .resnet import RESNETS, ResNet, ResNetConfig, cifar_resnet, imagenet_resnet
+from .lstm import LSTMConfig, LSTMReader, LSTMReaderConfig, LSTMStack
+from .options import ResidualOptions
+from .resnet import RESNETS, ResNet, ResNetConfig
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    **RESNETS,
-    "gpt": lambda **kw: GPT(GPTConfig(**kw)),
-    "lstm_stack": LSTMStack,
-    "lstm_reader": lambda **kw: LSTMReader(LSTMReaderConfig(**kw)),
-    **{f"{arch}_generator": g for arch, g in GENERATORS.items()},
-    **{f"{arch}_discriminator": d for arch, d in DISCRIMINATORS.items()},
-}
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its family's config class, the fields its name fixes, and which part of the built
+    object it is (the generator of a GAN)."""
+
+    config: type
+    fixed: dict[str, Any] = field(default_factory=dict)
+    part: Callable[[Any], nn.Module] = lambda built: built
+    build_args: tuple[str, ...] = ()  # keyword arguments of `build` rather than of the config
+
+    def __call__(self, **kwargs: Any) -> nn.Module:
+        taken = {k: kwargs.pop(k) for k in self.build_args if k in kwargs}
+        return self.part(self.config(**{**kwargs, **self.fixed}).build(**taken))
+
+
+def _gan_part(arch: str, part: str) -> ModelEntry:
+    """G or D of a GAN; what they are conditioned on is `GANConfig.build`'s (conditions=, projection=)."""
+    return ModelEntry(GANConfig, {"arch": arch}, lambda gan: getattr(gan, part), ("conditions", "projection"))
+
+
+def _gan_part(arch: str, part: str) -> ModelEntry:
+    """G or D of a GAN; what they are conditioned on is `GANConfig.build`'s (conditions=, projection=)."""
+    return ModelEntry(GANConfig, {"arch": arch}, lambda gan: getattr(gan, part), ("conditions", "projection"))
+
+
+MODELS: Registry[ModelEntry] = Registry(
+    "model",
+    {
+        **{name: ModelEntry(ResNetConfig, {"arch": name}) for name in RESNETS},
+        "gpt": ModelEntry(GPTConfig),
+        "lstm_stack": ModelEntry(LSTMConfig),
+        "lstm_reader": ModelEntry(LSTMReaderConfig),
+        **{f"{arch}_{part}": _gan_part(arch, part) for arch in GAN_ARCHS for part in ("generator", "discriminator")},
+    },
+    home="residual_kit.models.MODELS",
+)
+"""Models by name; `MODELS.register(name, ModelEntry(MyConfig))` adds one."""
 
 
 def _natural(name: str) -> list[Any]:
@@ -33,11 +72,17 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(fnmatch.filter(MODELS, pattern), key=_natural)
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model, e.g. `create_model("resnet20", in_channels=1, residual=False)`."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {list_models()}")
-    return MODELS[name](**kwargs)
+def create_model(name: str, checkpoint: str | Path | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model, e.g. `create_model("resnet20", in_channels=1, residual=False)`.
+
+    With `checkpoint` (a `.ckpt` written by a task's `fit`), the network is built with the options it was trained
+    with (`kwargs` override them) and its weights are loaded.
+    """
+    if checkpoint is None:
+        return MODELS.get_builder(name)(**kwargs)
+    from .checkpoint import load_network
+
+    return load_network(name, checkpoint, **kwargs)
 
 
 __all__ = [
@@ -45,13 +90,14 @@ __all__ = [
     "MODELS",
     "GANConfig",
     "GPTConfig",
+    "LSTMConfig",
     "LSTMReader",
     "LSTMReaderConfig",
     "LSTMStack",
+    "ModelEntry",
     "ResNet",
     "ResNetConfig",
-    "cifar_resnet",
+    "ResidualOptions",
     "create_model",
-    "imagenet_resnet",
     "list_models",
 ]

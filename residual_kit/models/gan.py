@@ -7,12 +7,15 @@ argument for class-conditional BatchNorm. A conditional generator also reads a c
 
 Discriminator: spectrally normalised down-blocks, ReLU, sum pooling, a linear critic, plus the projection
 term <embed(y), h> when conditional (Miyato & Koyama 2018).
+
+`GANConfig` configures both networks; what they are conditioned on (classes, codes, clusters) is given to
+`GANConfig.build(conditions, projection)` by the task that knows it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +23,9 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..conditioned import ConditionalNorm
+from ..registry import Registry
 from ..residual import Residual
+from .options import ResidualOptions
 
 
 def conditional_bn(channels: int, num_classes: int = 0) -> ConditionalNorm:
@@ -42,13 +47,22 @@ class UpBranch(nn.Module):
         return self.conv2(F.relu(self.norm2(self.conv1(h), y)))
 
 
-def up_block(cin: int, cout: int, num_classes: int = 0) -> Residual:
+Block = Any  # (branch, shortcut, cin, cout) -> a residual block: `ResidualOptions.residual` with the model's options
+
+
+def plain_block(branch: nn.Module, shortcut: nn.Module, cin: int, cout: int) -> Residual:
+    return Residual(branch, shortcut=shortcut, data_format="channels_first")
+
+
+def up_block(cin: int, cout: int, num_classes: int = 0, block: Block = plain_block) -> Residual:
     """x_{l+1} = up(W x_l) + F(x_l, y): the shortcut upsamples and projects, the branch learns the rest."""
     shortcut = nn.Sequential(nn.Upsample(scale_factor=2.0), nn.Conv2d(cin, cout, 1))
-    return Residual(wrap=UpBranch(cin, cout, num_classes), shortcut=shortcut, data_format="channels_first")
+    return block(UpBranch(cin, cout, num_classes), shortcut, cin, cout)
 
 
-def down_block(cin: int, cout: int, downsample: bool = True, first: bool = False) -> Residual:
+def down_block(
+    cin: int, cout: int, downsample: bool = True, first: bool = False, block: Block = plain_block
+) -> Residual:
     """x_{l+1} = pool(W x_l) + pool(conv(ReLU(conv(ReLU(x_l))))), every conv spectrally normalised.
 
     The first block skips the leading ReLU (its input is the image); its shortcut pools before the 1x1.
@@ -67,7 +81,7 @@ def down_block(cin: int, cout: int, downsample: bool = True, first: bool = False
         shortcut = nn.Sequential(pool, spectral_norm(nn.Conv2d(cin, cout, 1)))
     else:
         shortcut = nn.Sequential(spectral_norm(nn.Conv2d(cin, cout, 1)), pool)
-    return Residual(wrap=branch, shortcut=shortcut, data_format="channels_first")
+    return block(branch, shortcut, cin, cout)
 
 
 class ResNetGenerator(nn.Module):
@@ -81,17 +95,18 @@ class ResNetGenerator(nn.Module):
         image_channels: image channels.
         class_input: with classes, feed the class embedding beside z; False leaves the class to the
             conditional BN alone, so z alone sets the 7x7 layout.
+        block: builds each residual block from its branch and shortcut (the model's residual options).
     """
 
     def __init__(
         self, z_dim: int = 128, channels: int = 64, num_classes: int = 0, image_channels: int = 1,
-        class_input: bool = True,
+        class_input: bool = True, block: Block = plain_block,
     ) -> None:  # fmt: skip
         super().__init__()
         self.z_dim, self.num_classes, self.channels = z_dim, num_classes, channels
         self.embed = nn.Embedding(num_classes, z_dim) if num_classes and class_input else None
         self.fc = nn.Linear(2 * z_dim if self.embed is not None else z_dim, 7 * 7 * channels)
-        self.blocks = nn.ModuleList([up_block(channels, channels, num_classes) for _ in range(2)])
+        self.blocks = nn.ModuleList([up_block(channels, channels, num_classes, block) for _ in range(2)])
         self.out = nn.Sequential(
             nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, image_channels, 3, padding=1), nn.Tanh()
         )
@@ -146,15 +161,19 @@ class ResNetDiscriminator(Critic):
         channels: channels of the residual blocks.
         num_classes: 0 for unconditional; else a projection discriminator.
         image_channels: image channels.
-        codes: unconditional only: outputs of InfoGAN's code head (0: none).
+        codes: outputs of a class head without projection (InfoGAN's code head; 0: none).
+        block: builds each residual block from its branch and shortcut (the model's residual options).
     """
 
-    def __init__(self, channels: int = 64, num_classes: int = 0, image_channels: int = 1, codes: int = 0) -> None:
+    def __init__(
+        self, channels: int = 64, num_classes: int = 0, image_channels: int = 1, codes: int = 0,
+        block: Block = plain_block,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.blocks = nn.Sequential(
-            down_block(image_channels, channels, first=True),  # 28 -> 14
-            down_block(channels, channels),  # 14 -> 7
-            down_block(channels, channels, downsample=False),
+            down_block(image_channels, channels, first=True, block=block),  # 28 -> 14
+            down_block(channels, channels, block=block),  # 14 -> 7
+            down_block(channels, channels, downsample=False, block=block),
         )
         self.head(channels, num_classes, codes)
 
@@ -198,92 +217,85 @@ class DCGANDiscriminator(Critic):
         return self.net(x).sum(dim=(2, 3))  # (B, 2W)
 
 
-GENERATORS = {"resnet": ResNetGenerator, "dcgan": DCGANGenerator}
-DISCRIMINATORS = {"resnet": ResNetDiscriminator, "dcgan": DCGANDiscriminator}
+class GAN(nn.Module):
+    """A generator and its discriminator, built together from one `GANConfig` (and `build`'s arguments)."""
+
+    def __init__(
+        self, generator: nn.Module, discriminator: Critic, config: GANConfig, conditions: int, projection: bool
+    ) -> None:
+        super().__init__()
+        self.generator, self.discriminator = generator, discriminator
+        self.config, self.build_args = config, {"conditions": conditions, "projection": projection}
+
+
+GAN_ARCHS: Registry[tuple[type[nn.Module], type[Critic]]] = Registry(
+    "arch",
+    {"resnet": (ResNetGenerator, ResNetDiscriminator), "dcgan": (DCGANGenerator, DCGANDiscriminator)},
+    home="residual_kit.models.gan.GAN_ARCHS",
+)
+"""GAN architectures by name: (generator class, discriminator class)."""
 
 
 @dataclass
-class GANConfig:
-    """Generator and discriminator, configured once.
+class GANConfig(ResidualOptions):
+    """Generator and discriminator, configured once; the residual options (`ResidualOptions`) act on the
+    residual blocks of both (2 up-blocks in G, 3 down-blocks in D).
 
     Args:
-        arch: "resnet" (residual blocks, spectral norm in D) or "dcgan" (the plain baseline).
+        arch: a name in `GAN_ARCHS`: "resnet" (residual blocks, spectral norm in D) or "dcgan" (the plain
+            baseline, which has no residual block for the residual options).
         z_dim: noise dimensions.
-        channels: channels of G's and D's blocks (D's widest layer in the DCGAN is twice this).
-        num_classes: 10 for class-conditional digits; 0 for unconditional.
-        class_input: conditional ResNet G only: the class embedding joins z (True) or the class enters
-            only through the conditional BN (False).
-        d_channels: D's channels when they differ from G's (None: `channels`).
-        codes: unconditional only: InfoGAN's categorical code (Chen et al. 2016). G reads a code c in
-            0..codes-1 as a conditional G reads its class, and D's head learns to tell c from the digit,
-            so that each code becomes one kind of digit without labels: the latent space splits into
-            `codes` islands instead of one continuum whose in-between points are in-between digits.
-            The code is drawn with the noise (see `code_of`).
-        clusters: unconditional only: the self-conditioned GAN (Liu et al. 2020; Sage et al. 2018's
-            Logo-GAN): G reads a cluster of the training digits as a conditional G reads its class, and
-            D is a projection discriminator over the clusters, a real digit's cluster its nearest k-means
-            centroid (the LightningModule fits them). D then asks every generated digit to look like the
-            real digits of its cluster, where InfoGAN's code only asks it to differ from other codes.
+        dim: channels of G's and D's blocks (D's widest layer in the DCGAN is twice this).
+        d_dim: D's channels when they differ from G's (None: `dim`).
+        class_input: a conditional ResNet G also reads a class embedding beside z (as BigGAN); False leaves the
+            class to the conditional BN alone.
+        norm: the norm that `placement` puts in ("batch").
     """
 
     arch: Literal["resnet", "dcgan"] = "resnet"
     z_dim: int = 128
-    channels: int = 32
-    num_classes: int = 10
+    dim: int = 32
+    d_dim: int | None = None
     class_input: bool = True
-    d_channels: int | None = None
-    codes: int = 0
-    clusters: int = 0
+    norm: str = field(default="batch", kw_only=True)
 
-    def __post_init__(self) -> None:
-        for name, k in (("codes", self.codes), ("clusters", self.clusters)):
-            if k and self.num_classes:
-                raise ValueError(f"{name}={k} is for unconditional GANs: set num_classes=0, or {name}=0")
-        if self.codes and self.clusters:
-            raise ValueError(f"codes={self.codes} and clusters={self.clusters}: choose one, set the other to 0")
-        if self.drawn > self.z_dim:
-            raise ValueError(
-                f"codes={self.codes}, clusters={self.clusters}: the code (or cluster) is drawn from z's first "
-                f"entries, at most z_dim={self.z_dim}"
-            )
+    def build(self, conditions: int = 0, projection: bool = False) -> GAN:
+        """G reading one of `conditions` values beside z (0: none), and D with a class head over them that also
+        projects them when `projection` (real digits have a class or a cluster; InfoGAN's codes do not)."""
+        self.check_residual_options()
+        generator_class, discriminator_class = GAN_ARCHS.get_builder(self.arch)
+        d_dim, projected, head = (
+            self.d_dim or self.dim,
+            conditions if projection else 0,
+            0 if projection else conditions,
+        )
+        if self.arch == "dcgan":
+            self.refuse_residual_options("arch='dcgan' has no residual block")
+            if not self.class_input:
+                raise ValueError("class_input=False cannot apply: the DCGAN reads its class only beside z")
+            g, d = generator_class(self.z_dim, self.dim, conditions), discriminator_class(d_dim, projected, codes=head)
+            return GAN(g, d, self, conditions, projection)
+        rates = iter(self.drop_path_rates(2) + self.drop_path_rates(3))  # G's 2 blocks, then D's 3
 
-    @property
-    def drawn(self) -> int:
-        """Codes or clusters: how many ways the condition drawn from z's first entries has (0: none)."""
-        return self.codes or self.clusters
+        def block(branch: nn.Module, shortcut: nn.Module, cin: int, cout: int) -> Residual:
+            depth = 2 if isinstance(branch, UpBranch) else 3
+            return self.residual_block(branch, next(rates), depth, dim=cin, out_dim=cout, shortcut=shortcut,
+                                 data_format="channels_first")  # fmt: skip
 
-    @property
-    def conditions(self) -> int:
-        """What G reads beside z, as a class: classes, codes or clusters (0: nothing)."""
-        return self.num_classes or self.drawn
-
-    def generator(self) -> nn.Module:
-        k = self.conditions  # G reads a code or a cluster as it reads a class
-        if self.arch == "resnet":
-            return ResNetGenerator(self.z_dim, self.channels, k, class_input=self.class_input)
-        return GENERATORS[self.arch](self.z_dim, self.channels, k)
-
-    def discriminator(self) -> Critic:
-        projection = self.num_classes or self.clusters  # real digits have a class or a cluster; codes do not
-        return DISCRIMINATORS[self.arch](self.d_channels or self.channels, projection, codes=self.codes)
-
-
-def code_of(z: torch.Tensor, codes: int) -> torch.Tensor:
-    """InfoGAN's categorical code drawn from the noise itself, argmax of z's first `codes` entries: uniform
-    for z ~ N(0, I), and fixed by z, so a seed still gives one digit (and truncation keeps it)."""
-    return z[:, :codes].argmax(dim=1)
+        g = generator_class(self.z_dim, self.dim, conditions, class_input=self.class_input, block=block)
+        d = discriminator_class(d_dim, projected, codes=head, block=block)
+        return GAN(self.initialise(g), self.initialise(d), self, conditions, projection)
 
 
 __all__ = [
-    "DISCRIMINATORS",
-    "GENERATORS",
+    "GAN",
+    "GAN_ARCHS",
     "Critic",
     "DCGANDiscriminator",
     "DCGANGenerator",
     "GANConfig",
     "ResNetDiscriminator",
     "ResNetGenerator",
-    "code_of",
     "conditional_bn",
     "down_block",
     "up_block",

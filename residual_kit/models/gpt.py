@@ -4,34 +4,30 @@ Where the norm sits is one switch for the whole stack, `placement` (Xiong et al.
 and how the branch is scaled another, `scale` (Bachlechner et al. 2020; Touvron et al. 2021):
     post      y = LN(x + f(x))                  the original Transformer; needs warm-up, fails when deep
     pre       y = x + f(LN(x))                  trains at depth, activations grow with depth
-    sandwich  y = x + LN(f(LN(x)))              bounds what each branch adds (CogView, NormFormer)
+    sandwich  y = x + LN(f(LN(x)))              bounds what each branch adds (CogView, NormFormer, Peri-LN)
     deepnorm  y = LN(alpha x + f(x)), f init x beta   post-norm made stable (DeepNet)
     None      y = x + f(x)                      no norm; with scale="rezero", y = x + a f(x), a = 0 at init
+What crosses layers is `stack` (`residual_kit.stack`): every design runs the same `Block`s.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..deepnorm import deepnorm_alpha, deepnorm_beta, deepnorm_init_
-from ..drop_path import drop_path_rates
-from ..init import fixup_init_, scale_last_, zero_init_last_
-from ..merge import ScaledAdd
-from ..residual import Residual
-from ..stack import STACKS
-
-NormPlacement = Literal["post", "pre", "sandwich", "deepnorm"]
-NORM_PLACEMENTS: tuple[str | None, ...] = ("post", "pre", "sandwich", "deepnorm", None)
+from ..norm import make_norm
+from ..residual import Placement
+from ..stack import build_stack
+from .options import ResidualOptions
 
 
 @dataclass
-class GPTConfig:
-    """The GPT, configured once (nanoGPT's `GPTConfig`).
+class GPTConfig(ResidualOptions):
+    """The GPT, configured once (nanoGPT's `GPTConfig`); the residual options are `ResidualOptions`'.
 
     Args:
         vocab_size: number of tokens.
@@ -41,17 +37,10 @@ class GPTConfig:
         heads: attention heads.
         mlp_ratio: MLP hidden width / dim.
         dropout: dropout on embeddings, attention and MLP output.
-        drop_path: stochastic depth of the last sub-layer, rising linearly from 0.
-        placement: norm placement of every sub-layer (see the module docstring).
-        scale: branch scale of every sub-layer: None, a float, "learnable", "rezero" or "layerscale".
-        stack: what crosses layers, a name in `residual_kit.STACKS`: "plain" (x + f(x) per sub-layer), "hyper"
-            (dynamic hyper-connections, `streams` residual streams), "mhc" (manifold-constrained ones),
-            "dense" (DenseFormer's depth-weighted average after every layer). "hyper" and "mhc" need
-            placement="pre" (the branches keep their pre-norm; the streams replace the addition).
-        streams: residual streams of "hyper" and "mhc".
-        init: depth-aware initialisation (`residual_kit.init`): "default" (torch's), "zero_last" (every
-            branch's last layer at zero), "gpt2" (last layers scaled by 1/sqrt(2 layers)), "fixup" (Fixup,
-            for placement=None with scale="learnable": training with no norm at all).
+        stack: what crosses layers, a name in `residual_kit.STACKS`: "plain" (x + f(x) per sub-layer), "dense"
+            (DenseFormer's depth-weighted averages), "hyper" (hyper-connections), "mhc" (manifold-constrained
+            ones). Every design runs the same residual sub-layers, so the residual options apply in each.
+        stack_options: the design's own options, e.g. {"streams": 4} for "hyper", {"dilation": 2} for "dense".
         value_residual: ResFormer's value residual (Zhou et al. 2024): every attention layer's values
             become (1 - mix) v + mix v_1, with v_1 the first layer's; None (or 0) is the plain attention.
     """
@@ -63,16 +52,13 @@ class GPTConfig:
     heads: int = 4
     mlp_ratio: int = 4
     dropout: float = 0.0
-    drop_path: float = 0.0
-    placement: NormPlacement | None = "pre"
-    scale: float | str | None = None
     stack: str = "plain"
-    streams: int = 4
+    stack_options: dict[str, Any] = field(default_factory=dict)
     value_residual: float | None = None
-    init: Literal["default", "zero_last", "gpt2", "fixup"] = "default"
+    placement: Placement | None = field(default="pre", kw_only=True)
 
-
-INITS = {"default": lambda model: None, "zero_last": zero_init_last_, "gpt2": scale_last_, "fixup": fixup_init_}
+    def build(self) -> GPT:
+        return GPT(self)
 
 
 @dataclass
@@ -109,6 +95,13 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
+    @torch.no_grad()
+    def deepnorm_init_(self, beta: float) -> None:
+        """DeepNet's init of attention: values and output projection with gain beta, queries and keys as they are."""
+        nn.init.xavier_normal_(self.proj.weight, gain=beta)
+        nn.init.zeros_(self.proj.bias)
+        nn.init.xavier_normal_(self.qkv.weight[2 * self.proj.in_features :], gain=beta)
+
     def forward(
         self, x: torch.Tensor, cache: KVCache | None = None, values: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
@@ -133,7 +126,7 @@ class CausalSelfAttention(nn.Module):
             cache.keys[self.layer], cache.values[self.layer] = k, v
         drop = self.dropout if self.training else 0.0
         if torch.compiler.is_compiling() and q.device.type == "cpu" and not drop:
-            y = explicit_attention(q, k, v, causal)  # inductor fuses it: a training step 7% faster on CPU
+            y = explicit_attention(q, k, v, causal)  # inductor fuses it, where it does not fuse the SDPA kernel
         else:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=causal)
         return self.proj(y.transpose(1, 2).reshape(b, t, c))  # (B, T, C)
@@ -152,22 +145,6 @@ class MLP(nn.Module):
         return self.drop(self.proj(F.gelu(self.fc(x))))
 
 
-def sublayer(f: nn.Module, config: GPTConfig, drop_path: float) -> Residual:
-    """One sub-layer as a residual block, in the chosen norm placement and branch scale."""
-    dim, placement = config.dim, config.placement
-    if placement == "deepnorm":
-        beta = deepnorm_beta(config.layers, "decoder")
-        if isinstance(f, CausalSelfAttention):
-            with torch.no_grad():
-                deepnorm_init_(f.proj, beta)
-                nn.init.xavier_normal_(f.qkv.weight[2 * dim :], gain=beta)  # values scaled, queries and keys not
-        else:
-            deepnorm_init_(f, beta)
-        merge = ScaledAdd(deepnorm_alpha(config.layers, "decoder"))
-        return Residual(f, placement="post", dim=dim, merge=merge, scale=config.scale, drop_path=drop_path)
-    return Residual(f, placement=placement, dim=dim, scale=config.scale, drop_path=drop_path)
-
-
 class Block(nn.Module):
     """One Transformer layer (nanoGPT's `Block`): x = attn(x), then x = mlp(x), each a residual sub-layer."""
 
@@ -175,36 +152,11 @@ class Block(nn.Module):
         super().__init__()
         c = config
         attention = CausalSelfAttention(c.dim, c.heads, c.dropout, layer, c.value_residual)
-        self.attn = sublayer(attention, c, rates[0])
-        self.mlp = sublayer(MLP(c.dim, c.mlp_ratio * c.dim, c.dropout), c, rates[1])
+        self.attn = c.residual_block(attention, rates[0], c.layers, dim=c.dim)
+        self.mlp = c.residual_block(MLP(c.dim, c.mlp_ratio * c.dim, c.dropout), rates[1], c.layers, dim=c.dim)
 
     def forward(self, x: torch.Tensor, **attention_kwargs: object) -> torch.Tensor:
         return self.mlp(self.attn(x, **attention_kwargs))
-
-
-class PreNormBranch(nn.Module):
-    """f(LN(x)), with no addition: a branch for hyper-connections, which own the residual streams."""
-
-    def __init__(self, f: nn.Module, dim: int) -> None:
-        super().__init__()
-        self.pre_norm, self.wrap = nn.LayerNorm(dim), f
-
-    def forward(self, x: torch.Tensor, **attention_kwargs: object) -> torch.Tensor:
-        return self.wrap(self.pre_norm(x), **attention_kwargs)
-
-
-def build_stack(c: GPTConfig, rates: list[float]) -> nn.Module:
-    """The layers of the GPT in the chosen stack design (a name in `residual_kit.stack.STACKS`)."""
-    design = STACKS.get_builder(c.stack)
-    if design.residual_blocks:
-        return design([Block(c, i, (rates[2 * i], rates[2 * i + 1])) for i in range(c.layers)], c.dim, c.streams)
-    if c.placement != "pre":
-        raise ValueError(f"stack={c.stack!r} keeps each branch's pre-norm: it needs placement='pre'")
-    branches = []
-    for i in range(c.layers):
-        attention = CausalSelfAttention(c.dim, c.heads, c.dropout, i, c.value_residual)
-        branches += [PreNormBranch(attention, c.dim), PreNormBranch(MLP(c.dim, c.mlp_ratio * c.dim), c.dim)]
-    return design(branches, c.dim, c.streams)
 
 
 class GPT(nn.Module):
@@ -213,21 +165,21 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         c = config
-        if c.placement not in NORM_PLACEMENTS:
-            raise ValueError(f"placement={c.placement!r} is not one of {NORM_PLACEMENTS}")
+        c.check_residual_options()
         self.config, self.block_size, self.placement = c, c.block_size, c.placement
         self.tok = nn.Embedding(c.vocab_size, c.dim)
         self.pos = nn.Embedding(c.block_size, c.dim)
         self.drop = nn.Dropout(c.dropout)
-        self.blocks = build_stack(c, drop_path_rates(c.drop_path, 2 * c.layers))
-        self.norm = nn.LayerNorm(c.dim) if c.placement in ("pre", "sandwich") else nn.Identity()  # post ends normed
+        rates = c.drop_path_rates(2 * c.layers)
+        layers = [Block(c, i, (rates[2 * i], rates[2 * i + 1])) for i in range(c.layers)]
+        self.blocks = build_stack(c.stack, layers, c.dim, c.stack_options)
+        final = c.norm if c.placement in ("pre", "sandwich") else None  # post and deepnorm end normed
+        self.norm = make_norm(final, c.dim)
         self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         self.head.weight = self.tok.weight  # tied (Press & Wolf 2017)
         nn.init.normal_(self.tok.weight, std=0.02)
         nn.init.normal_(self.pos.weight, std=0.02)
-        if c.init not in INITS:
-            raise ValueError(f"init={c.init!r} is not one of {list(INITS)}")
-        INITS[c.init](self)
+        c.initialise(self)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Logits (B, T, vocab) for token ids (B, T); with a cache, positions continue after it."""

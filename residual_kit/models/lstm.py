@@ -7,101 +7,103 @@ to the output sequence and the (h, c) state passes through untouched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..drop_path import drop_path_rates
 from ..residual import Placement, Residual
-from ..stack import STACKS
+from ..stack import build_stack
+from .options import ResidualOptions
 
 
-class SequenceOnly(nn.Module):
-    """Keeps the output sequence of an LSTM (or a `Residual` around one) and drops its (h, c) state, so the
-    layer fits a stack design of `residual_kit.STACKS`, which passes tensors from layer to layer."""
+@dataclass
+class LSTMConfig(ResidualOptions):
+    """A stack of LSTM layers whose layers from `residual_from` on are residual (`ResidualOptions` for them).
 
-    def __init__(self, layer: nn.Module) -> None:
+    Args:
+        input_size: features per time step of the input; None: `dim`.
+        dim: output width of every layer (both directions together when bidirectional).
+        layers: LSTM layers.
+        residual: False: no layer is residual (the plain stack).
+        residual_from: index of the first residual layer (0: all, 1: all but the first, GNMT: 2).
+        bidirectional: read each sequence both ways (each direction has dim // 2 units).
+        dropout: dropout on the input of every layer after the first.
+        stack: how the residual layers are joined, a name in `residual_kit.STACKS` ("plain", "dense", "hyper",
+            "mhc"); a design keeps one width, so a first residual layer that changes it stays plain.
+        stack_options: the design's own options, e.g. {"streams": 4} for "hyper".
+    """
+
+    input_size: int | None = None
+    dim: int = 128
+    layers: int = 4
+    residual: bool = True
+    residual_from: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    stack: str = "plain"
+    stack_options: dict[str, Any] = field(default_factory=dict)
+    placement: Placement | None = field(default="pre", kw_only=True)
+
+    def build(self) -> LSTMStack:
+        return LSTMStack(self)
+
+
+class LSTMLayer(nn.Module):
+    """Dropout, then an LSTM: (B, T, C) -> ((B, T, dim), (h, c))."""
+
+    def __init__(self, input_size: int, dim: int, bidirectional: bool, dropout: float) -> None:
         super().__init__()
-        self.layer = layer
+        self.drop = nn.Dropout(dropout)
+        self.lstm = nn.LSTM(input_size, dim // 2 if bidirectional else dim, batch_first=True,
+                            bidirectional=bidirectional)  # fmt: skip
 
-    def forward(self, x: torch.Tensor, **kwargs: object) -> torch.Tensor:
-        return self.layer(x)[0]
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        return self.lstm(self.drop(x))
 
 
 class LSTMStack(nn.Module):
-    """N LSTM layers on (B, T, C) sequences; layers from `residual_from` on are residual.
+    """N LSTM layers on (B, T, C) sequences: the plain first ones, then the residual ones in a stack design."""
 
-    Args:
-        input_size: features per time step.
-        hidden_size: output width of every layer (both directions together when bidirectional).
-        layers: number of LSTM layers.
-        residual_from: index of the first residual layer (0: all, 1: all but the first, GNMT: 2);
-            `layers` or more gives the plain stack.
-        placement: norm placement of the residual layers: "pre", "post", "sandwich" or None.
-        bidirectional: read each sequence both ways (each direction has hidden_size // 2 units).
-        dropout: dropout between layers (between the plain layers and before the residual ones when
-            `stack` is not "plain").
-        drop_path: stochastic depth of the last residual layer, rising linearly from 0.
-        stack: how the residual layers are joined, a name in `residual_kit.STACKS`: "plain" (x + LSTM(x)
-            per layer), "dense" (DenseFormer's depth-weighted average), "hyper" or "mhc" (hyper-connections
-            around pre-norm LSTM branches; the layers' `placement` is then LayerNorm before each LSTM).
-        streams: residual streams of "hyper" and "mhc".
-    """
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int = 128,
-        layers: int = 4,
-        residual_from: int = 1,
-        placement: Placement | None = "pre",
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        drop_path: float = 0.0,
-        stack: str = "plain",
-        streams: int = 4,
-    ) -> None:
+    def __init__(self, config: LSTMConfig) -> None:
         super().__init__()
-        if bidirectional and hidden_size % 2:
-            raise ValueError(f"hidden_size={hidden_size} must be even with bidirectional=True (half per direction)")
-        if layers < 1 or residual_from < 0:
-            raise ValueError(f"need layers >= 1 and residual_from >= 0, got {layers} and {residual_from}")
-        design = STACKS.get_builder(stack)
-        units = hidden_size // 2 if bidirectional else hidden_size
-        widths = [input_size] + [hidden_size] * (layers - 1)
-        if stack != "plain":  # a stack design keeps one width: a first layer that changes it stays plain
-            residual_from = max(residual_from, int(input_size != hidden_size))
-        rates = iter(drop_path_rates(drop_path, max(1, layers - residual_from)))
-        self.layers, body = nn.ModuleList(), []
+        c = self.config = config
+        c.check_residual_options()
+        if c.bidirectional and c.dim % 2:
+            raise ValueError(f"dim={c.dim} must be even with bidirectional=True (half per direction)")
+        if c.layers < 1 or c.residual_from < 0:
+            raise ValueError(f"need layers >= 1 and residual_from >= 0, got {c.layers} and {c.residual_from}")
+        input_size = c.input_size or c.dim
+        first = c.residual_from if c.residual else c.layers
+        if c.stack != "plain":  # a stack design keeps one width: a first layer that changes it stays plain
+            first = max(first, int(input_size != c.dim))
+        if first >= c.layers:
+            c.refuse_residual_options(f"no layer is residual (residual={c.residual}, layers={c.layers})")
+            if c.stack != "plain":
+                raise ValueError(f"stack={c.stack!r} cannot apply: no layer is residual")
+        widths = [input_size] + [c.dim] * (c.layers - 1)
+        rates = iter(c.drop_path_rates(max(1, c.layers - first)))
+        self.layers, residual = nn.ModuleList(), []
         for i, width in enumerate(widths):
-            lstm = nn.LSTM(width, units, batch_first=True, bidirectional=bidirectional)
-            if i < residual_from:
-                self.layers.append(lstm)
-            elif stack != "plain" and not design.residual_blocks:  # the design owns the residual
-                body.append(SequenceOnly(nn.Sequential(nn.LayerNorm(width), lstm)))
+            layer = LSTMLayer(width, c.dim, c.bidirectional, c.dropout if i else 0.0)
+            if i < first:
+                self.layers.append(layer)
             else:  # a projection shortcut where the widths differ (only ever the first layer)
-                shortcut = "projection" if width != hidden_size else "identity"
-                block = Residual(wrap=lstm, norm="layer", placement=placement, dim=width, out_dim=hidden_size,
-                                 shortcut=shortcut, drop_path=next(rates))  # fmt: skip
-                if stack == "plain":
-                    self.layers.append(block)
-                else:
-                    body.append(SequenceOnly(block))
-        self.stack = design(body, hidden_size, streams) if body else nn.Identity()
-        self.dropout = nn.Dropout(dropout)
+                residual.append(c.residual_block(layer, next(rates), c.layers, dim=width, out_dim=c.dim,
+                                           shortcut="projection" if width != c.dim else "identity"))  # fmt: skip
+        self.stack = build_stack(c.stack, residual, c.dim, c.stack_options) if residual else nn.Identity()
+        c.initialise(self)
 
     @property
     def residual_layers(self) -> int:
-        return sum(isinstance(layer, Residual) for layer in self.layers) + sum(
-            isinstance(m, SequenceOnly) for m in self.stack.modules()
-        )
+        return sum(isinstance(m, Residual) for m in self.stack.modules())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, input_size) -> (B, T, hidden_size)."""
-        for i, layer in enumerate(self.layers):
-            x = layer(self.dropout(x) if i else x)[0]  # LSTM and Residual(LSTM) both return (y, (h, c))
-        return self.stack(self.dropout(x) if len(self.layers) else x)
+        """(B, T, input_size) -> (B, T, dim)."""
+        for layer in self.layers:
+            x = layer(x)[0]
+        return self.stack(x)
 
 
 class ColumnEncoder(nn.Module):
@@ -131,36 +133,21 @@ class Columns(nn.Module):
 
 
 @dataclass
-class LSTMReaderConfig:
-    """A line reader, configured once: column features -> LSTM stack -> per-step classes (for CTC).
+class LSTMReaderConfig(LSTMConfig):
+    """A line reader, configured once: column features -> LSTM stack (`LSTMConfig`) -> per-step classes (CTC).
 
     Args:
-        layers: LSTM layers.
-        hidden_size: width of every LSTM layer.
-        residual: residual connections between layers; False gives the plain stack.
-        residual_from: first residual layer (1: every layer after the first; GNMT uses 2).
-        placement: norm placement of the residual layers: "pre", "post", "sandwich" or None.
-        bidirectional: read lines both ways.
         conv_frontend: a small CNN turns columns into features; False feeds raw pixel columns.
-        dropout: dropout between LSTM layers.
-        drop_path: stochastic depth of the last residual layer, rising linearly from 0.
-        stack: how the residual layers are joined, a name in `residual_kit.STACKS` (see `LSTMStack`).
-        streams: residual streams of stack="hyper" and "mhc".
         num_classes: output classes per step, the CTC blank included.
+        bidirectional: read lines both ways.
     """
 
-    layers: int = 4
-    hidden_size: int = 128
-    residual: bool = True
-    residual_from: int = 1
-    placement: Placement | None = "pre"
-    bidirectional: bool = True
     conv_frontend: bool = True
-    dropout: float = 0.0
-    drop_path: float = 0.0
-    stack: str = "plain"
-    streams: int = 4
     num_classes: int = 11
+    bidirectional: bool = True
+
+    def build(self) -> LSTMReader:
+        return LSTMReader(self)
 
 
 class LSTMReader(nn.Module):
@@ -169,17 +156,15 @@ class LSTMReader(nn.Module):
     def __init__(self, config: LSTMReaderConfig) -> None:
         super().__init__()
         c = self.config = config
+        if c.input_size is not None:
+            raise ValueError(f"input_size={c.input_size} cannot apply: the reader's LSTMs read its features at dim")
         self.frontend = ColumnEncoder() if c.conv_frontend else Columns()
-        self.proj = nn.Linear(self.frontend.out_features, c.hidden_size)
-        first = c.residual_from if c.residual else c.layers
-        self.lstm = LSTMStack(
-            c.hidden_size, c.hidden_size, c.layers, first, c.placement, c.bidirectional, c.dropout,
-            c.drop_path, c.stack, c.streams,
-        )  # fmt: skip
-        self.head = nn.Linear(c.hidden_size, c.num_classes)
+        self.proj = nn.Linear(self.frontend.out_features, c.dim)
+        self.lstm = LSTMStack(c)
+        self.head = nn.Linear(c.dim, c.num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.lstm(self.proj(self.frontend(images)))).log_softmax(-1)
 
 
-__all__ = ["ColumnEncoder", "Columns", "LSTMReader", "LSTMReaderConfig", "LSTMStack", "SequenceOnly"]
+__all__ = ["ColumnEncoder", "Columns", "LSTMConfig", "LSTMLayer", "LSTMReader", "LSTMReaderConfig", "LSTMStack"]

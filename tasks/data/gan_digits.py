@@ -10,7 +10,7 @@ from .images import ImageDataModule
 from .sources import DATASETS, Source
 
 
-def signed(images: torch.Tensor) -> torch.Tensor:
+def to_tanh_range(images: torch.Tensor) -> torch.Tensor:
     """Digits as this module gives them (normalised by MNIST's mean and std) -> [-1, 1], the range of G's tanh."""
     mnist = DATASETS["mnist"]
     return (images * mnist.std[0] + mnist.mean[0]) * 2 - 1
@@ -68,9 +68,11 @@ class GANDataModule(pl.LightningDataModule):
         return self.digits.test_dataloader()
 
     def predict_dataloader(self) -> DataLoader:
-        h, gan = self.hparams, self.trainer.lightning_module
-        if h.labels is not None and not gan.num_classes:
-            raise ValueError("--data.labels needs a class-conditional GAN; this checkpoint is unconditional")
-        y = torch.tensor(h.labels) if h.labels is not None else torch.arange(h.num_samples) % 10
-        z = torch.randn(len(y), gan.generator.z_dim, generator=torch.Generator().manual_seed(h.predict_seed))
-        return DataLoader(TensorDataset(z, y), batch_size=h.batch_size)
+        """(seed, label, asked) per digit to draw: the noise of digit i comes from seed (predict_seed, i), its label
+        is the one asked for (`labels`) or i mod 10, and `asked` says which."""
+        h = self.hparams
+        asked = h.labels is not None
+        labels = torch.tensor(h.labels) if asked else torch.arange(h.num_samples) % 10
+        seeds = h.predict_seed * 1_000_003 + torch.arange(len(labels))
+        flags = torch.full((len(labels),), asked)
+        return DataLoader(TensorDataset(seeds, labels, flags), batch_size=h.batch_size)

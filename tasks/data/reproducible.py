@@ -8,7 +8,7 @@ of a run at another moment than later ones):
   Lightning calls its `set_epoch` before every epoch;
 - the augmentation of each sample: datasets call `seed_sample(i)` before transforming sample i, which
   seeds torch from (epoch seed, i), in the main process and in loader workers alike;
-- the step itself (dropout, drop path, a GAN's noise): `tasks.callbacks.ReproducibleEpochs` calls
+- the step itself (dropout, drop path, a GAN's noise): `tasks.core.callbacks.ReproducibleEpochs` calls
   `seed_batch` before every training step, and `seed_epoch` at the start of each epoch;
 - where in the epoch a run stopped: `ResumableLoader` is a DataLoader that Lightning checkpoints (it
   has `state_dict` / `load_state_dict`); a run resumed from a checkpoint written mid-epoch skips the
@@ -49,7 +49,7 @@ def seed_epoch(epoch: int, rank: int = 0, seed: int | None = None) -> int:
 
 def seed_torch(seed: int) -> None:
     """`torch.manual_seed` without its cost on a CPU-only machine: there it queues a lazy CUDA seed with a
-    formatted stack trace (1.6 ms a call, which per-sample seeding paid 8,000 times an epoch)."""
+    formatted stack trace, which per-sample seeding would pay for every sample of every epoch."""
     torch.random.default_generator.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)

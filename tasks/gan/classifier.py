@@ -1,7 +1,7 @@
 """The frozen digit classifier behind digit-FID: loaded from a file, or trained once and cached.
 
-Training it takes under a minute on 2 CPU cores (6 epochs of the embedded digits, from its own seed: 99.2%
-test accuracy on every machine), with a progress bar; the weights are cached under
+Training it takes 6 epochs of ResNet-20 on the digits, from its own seed, so that every machine and every task
+seed scores digits with the same classifier; it shows a progress bar, the weights are cached under
 `$XDG_CACHE_HOME/residual_kit/` (`~/.cache` when unset) and every later run loads them.
 """
 
@@ -17,8 +17,8 @@ from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
-from residual_kit.files import atomic_write
 from residual_kit.models import ResNet, ResNetConfig
+from tasks.core.outputs import atomic_write
 from tasks.data.reproducible import fixed_randomness
 from tasks.data.sources import DATASETS, Source
 
@@ -31,10 +31,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "residual_kit"
 
 
-class DigitJudge(nn.Module):
+class DigitClassifier(nn.Module):
     """A frozen digit ResNet: images in [0, 1] -> pooled penultimate features (digit-FID) or logits.
 
-    It stays in eval mode whatever `train()` is called with: a judge whose BN statistics moved would
+    It stays in eval mode whatever `train()` is called with: a classifier whose BN statistics moved would
     change the metric it computes.
     """
 
@@ -45,7 +45,7 @@ class DigitJudge(nn.Module):
         self.requires_grad_(False)
         self.train(False)
 
-    def train(self, mode: bool = True) -> DigitJudge:
+    def train(self, mode: bool = True) -> DigitClassifier:
         return super().train(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -53,7 +53,7 @@ class DigitJudge(nn.Module):
         return self.net.forward_head(self.net.forward_features((images.float() - MEAN) / STD), pre_logits=True)
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits (B, 10) from features this judge computed."""
+        """Logits (B, 10) from features this classifier computed."""
         return self.net.head[-1](features)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
@@ -83,18 +83,18 @@ def load_digit_classifier(path: str | Path | None = None, source: Source = "auto
     return net
 
 
-JUDGE_SEED = 0
+CLASSIFIER_SEED = 0
 
 
 def train_digit_classifier(path: Path, source: Source = "auto", root: str = "data") -> ResNet:
-    """Train ResNet-20 on MNIST (6 epochs, under a minute on 2 CPU cores), save its weights at `path`, return it."""
+    """Train ResNet-20 on MNIST for 6 epochs, save its weights at `path`, return it."""
     from tasks.data import ImageDataModule
     from tasks.resnet import ImageClassifier
 
-    rank_zero_info(f"digit-FID needs a digit classifier: training ResNet-20 once (~1 min on a CPU), cached at {path}")
-    # one judge for every machine and every task seed; its run's files (a confusion matrix) go to a
+    rank_zero_info(f"digit-FID needs a digit classifier: training ResNet-20 once (6 epochs), cached at {path}")
+    # one classifier for every machine and every task seed; its run's files (a confusion matrix) go to a
     # folder that is deleted, not into the user's current directory
-    with fixed_randomness(JUDGE_SEED), tempfile.TemporaryDirectory(prefix="digit-judge-") as scratch:
+    with fixed_randomness(CLASSIFIER_SEED), tempfile.TemporaryDirectory(prefix="digit-classifier-") as scratch:
         model = ImageClassifier(ResNetConfig("resnet20"), lr=0.1, schedule="onecycle")
         data = ImageDataModule("mnist", source=source, root=root)
         trainer = pl.Trainer(
@@ -109,4 +109,4 @@ def train_digit_classifier(path: Path, source: Source = "auto", root: str = "dat
     return model.net
 
 
-__all__ = ["MEAN", "STD", "DigitJudge", "cache_dir", "load_digit_classifier", "train_digit_classifier"]
+__all__ = ["MEAN", "STD", "DigitClassifier", "cache_dir", "load_digit_classifier", "train_digit_classifier"]

@@ -1,12 +1,12 @@
 """How good are a GAN's digits: digit-FID, recognisability, class entropy and label accuracy.
 
-`DigitQuality` is a torchmetrics `Metric` that owns the frozen digit classifier (`DigitJudge`);
+`DigitQuality` is a torchmetrics `Metric` that owns the frozen digit classifier (`DigitClassifier`);
 `GANEvaluation` is the callback that feeds it real digits and generated ones at every validation and
-test, logs the scores and draws the sample grid. The GAN's LightningModule only trains, and the judge
+test, logs the scores and draws the sample grid. The GAN's LightningModule only trains, and the classifier
 never enters its checkpoints.
 
-digit-FID is the Fréchet distance between the judge's penultimate features of real and generated
-digits (torchmetrics' `FrechetInceptionDistance` with the judge as feature extractor). It is not
+digit-FID is the Fréchet distance between the classifier's penultimate features of real and generated
+digits (torchmetrics' `FrechetInceptionDistance` with the classifier as feature extractor). It is not
 comparable with Inception FID.
 """
 
@@ -23,8 +23,11 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.utilities import dim_zero_cat
 from torchvision.utils import make_grid
 
-from tasks.digit_judge import MEAN, STD, DigitJudge, load_digit_classifier
-from tasks.outputs import run_dir, save_png
+from tasks.core.outputs import run_dir, save_png
+from tasks.data import ImageDataModule
+from tasks.data.sources import Source
+from tasks.gan.classifier import MEAN, STD, DigitClassifier, load_digit_classifier
+from tasks.gan.conditioning import Classes
 
 
 def within_class_spread(features: torch.Tensor, labels: torch.Tensor, classes: int = 10) -> torch.Tensor:
@@ -53,26 +56,26 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
 
 
 class DigitQuality(Metric):
-    """digit-FID of generated against real digits, and the judge's view of the generated ones.
+    """digit-FID of generated against real digits, and the classifier's view of the generated ones.
 
     `update(images, real=True, labels=y)` adds real digits, `update(images, real=False, labels=y)` generated
     ones (in [0, 1]; `labels` are the requested classes of a conditional GAN). `compute()` returns
-    digit_fid; recognisable (share with judge confidence >= `confidence`); class_entropy (of the judge's
+    digit_fid; recognisable (share with classifier confidence >= `confidence`); class_entropy (of the classifier's
     label histogram; ln 10 = 2.303 is uniform, mode collapse lowers it); with labels, label_acc;
-    precision and recall (Kynkäänniemi et al. 2019, k-NN in the judge's features: legible and varied);
+    precision and recall (Kynkäänniemi et al. 2019, k-NN in the classifier's features: legible and varied);
     variety and variety_min, the within-class spread of generated digits over that of real ones, mean
     and lowest over classes (1.0: as varied as handwriting; classes of generated digits are the
-    requested ones, or the judge's reading when unconditional). The real spread comes from the digits
+    requested ones, or the classifier's reading when unconditional). The real spread comes from the digits
     given to `set_reference` (the training digits, hundreds per class) when set, else from the real
-    digits of `update`: 50 test digits a class put it off by up to 35%, which sets the lowest class.
+    digits of `update`: a few held-out digits a class are too few to set the lowest class.
     """
 
     full_state_update = False
 
-    def __init__(self, judge: DigitJudge, confidence: float = 0.9, num_classes: int = 10) -> None:
+    def __init__(self, classifier: DigitClassifier, confidence: float = 0.9, num_classes: int = 10) -> None:
         super().__init__()
-        self.judge, self.confidence = judge, confidence
-        self.fid = FrechetInceptionDistance(feature=judge, normalize=True)
+        self.classifier, self.confidence = classifier, confidence
+        self.fid = FrechetInceptionDistance(feature=classifier, normalize=True)
         for name in ("generated", "confident", "labelled", "correct"):
             self.add_state(name, torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("histogram", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
@@ -83,18 +86,18 @@ class DigitQuality(Metric):
     @torch.no_grad()
     def set_reference(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Real digits (N, 1, 28, 28) in [0, 1] and their labels whose within-class spread `variety` divides by."""
-        features = torch.cat([self.judge(chunk) for chunk in images.split(500)])
+        features = torch.cat([self.classifier(chunk) for chunk in images.split(500)])
         self.reference_spread = within_class_spread(features, labels, len(self.histogram))
 
     def update(self, images: torch.Tensor, real: bool, labels: torch.Tensor | None = None) -> None:
         self.fid.update(images, real=real)
-        features = self.judge(images)
+        features = self.classifier(images)
         if real:
             if labels is not None:
                 self.real_features.append(features)
                 self.real_classes.append(labels)
             return
-        conf, pred = self.judge.classify(features).softmax(-1).max(-1)
+        conf, pred = self.classifier.classify(features).softmax(-1).max(-1)
         self.fake_features.append(features)
         self.fake_classes.append(labels if labels is not None else pred)
         self.generated += len(images)
@@ -153,10 +156,13 @@ class GANEvaluation(Callback):
             one under `$XDG_CACHE_HOME/residual_kit/`, trained once (under a minute, with a progress bar) if absent.
         samples: generated digits per validation (split across processes).
         test_samples: generated digits per test: 500 a class, as the lowest class's variety from 100 a class
-            varies by +-0.09 between draws of the noise alone (+-0.03 from 500; measured on one checkpoint).
-        confidence: the judge's confidence a digit needs to count as recognisable.
+            varies between draws of the noise alone (docs/history.md).
+        confidence: the classifier's confidence a digit needs to count as recognisable.
         legible: the share of recognisable digits a checkpoint needs before its digit-FID counts: 0.95, the
             share the GAN's default aims at (at 0.9 a less legible epoch with a lower digit-FID could win).
+        source: where the real digits come from (linked from `--data.source`): their training split sets the
+            variety reference and, with the test split, the digit-FID floor.
+        root: the data folder (linked from `--data.root`).
     """
 
     def __init__(
@@ -166,21 +172,22 @@ class GANEvaluation(Callback):
         test_samples: int = 5000,
         confidence: float = 0.9,
         legible: float = 0.95,
+        source: Source = "auto",
+        root: str = "data",
     ) -> None:
         self.classifier_path, self.confidence, self.legible = classifier_path, confidence, legible
         self.samples, self.test_samples = samples, test_samples
+        self.digits = ImageDataModule("mnist", source, root, augment=False)
         self.quality: DigitQuality | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.quality is None and stage in ("fit", "validate", "test"):
-            data = trainer.datamodule
-            judge = DigitJudge(load_digit_classifier(self.classifier_path, data.hparams.source, data.hparams.root))
-            self.quality = DigitQuality(judge, self.confidence)
-            digits = getattr(data, "digits", None)
-            if digits is not None:  # variety against the training digits' spread (see DigitQuality)
-                digits.setup("fit")
-                train = digits.train_set  # the first 5,000: the embedded set's 4,000, a sample of full MNIST's
-                self.quality.set_reference(train.images[:5000].float() / 255, train.labels[:5000])
+            h = self.digits.hparams
+            classifier = DigitClassifier(load_digit_classifier(self.classifier_path, h.source, h.root))
+            self.quality = DigitQuality(classifier, self.confidence)
+            self.digits.setup("fit")  # variety against the training digits' spread (see DigitQuality)
+            train = self.digits.train_set  # the first 5,000: the embedded set's 4,000, a sample of full MNIST's
+            self.quality.set_reference(train.images[:5000].float() / 255, train.labels[:5000])
         if self.quality is not None:
             self.quality.to(pl_module.device)
 
@@ -207,21 +214,21 @@ class GANEvaluation(Callback):
             return
         n = math.ceil((self.test_samples if split == "test" else self.samples) / trainer.world_size)
         for chunk in torch.arange(n, device=gan.device).split(250):
-            y = gan.labels(len(chunk))
+            y = gan.asked(len(chunk))
             self.quality.update(gan.sample(gan.noise(len(chunk)), y), real=False, labels=y)
         metrics = {f"{split}/{k}": v.item() for k, v in self.quality.compute().items()}
         self.quality.reset()
         shortfall = max(0.0, self.legible - metrics[f"{split}/recognisable"])
         metrics[f"{split}/legible_fid"] = metrics[f"{split}/digit_fid"] + 1000.0 * shortfall
-        digits = getattr(trainer.datamodule, "digits", None)
-        if split == "test" and digits is not None:
-            metrics["test/digit_fid_floor"] = self.real_floor(digits.train_set.images, digits.test_set.images)
+        if split == "test":
+            self.digits.setup("test")
+            metrics["test/digit_fid_floor"] = self.real_floor(self.digits.train_set.images, self.digits.test_set.images)
         gan.log_dict(metrics, prog_bar=True, sync_dist=True)
-        if split == "test" and digits is not None and gan.num_classes and trainer.is_global_zero:
-            save_png(self.variety_picture(gan, digits.test_set), run_dir(trainer) / "variety.png")
+        if split == "test" and isinstance(gan.condition, Classes) and trainer.is_global_zero:
+            save_png(self.variety_picture(gan, self.digits.test_set), run_dir(trainer) / "variety.png")
         if trainer.is_global_zero:
             z = torch.randn(100, gan.generator.z_dim, generator=torch.Generator().manual_seed(0)).to(gan.device)
-            grid = make_grid(gan.sample(z, gan.labels(100)), nrow=10, padding=2, pad_value=0.5)
+            grid = make_grid(gan.sample(z, gan.asked(100)), nrow=10, padding=2, pad_value=0.5)
             save_png(grid, run_dir(trainer) / "samples" / f"epoch{trainer.current_epoch:03d}.png")
             save_png(grid, run_dir(trainer) / "samples.png")
 
@@ -243,7 +250,7 @@ class GANEvaluation(Callback):
     @torch.no_grad()
     def real_floor(self, train: torch.Tensor, test: torch.Tensor) -> float:
         """digit-FID between real train digits and real test digits (uint8 images)."""
-        fid = FrechetInceptionDistance(feature=self.quality.judge, normalize=True).to(self.quality.device)
+        fid = FrechetInceptionDistance(feature=self.quality.classifier, normalize=True).to(self.quality.device)
         for images, real in ((train[: len(test)], True), (test, False)):
             for chunk in images.split(256):
                 fid.update(chunk.to(self.quality.device).float() / 255, real=real)

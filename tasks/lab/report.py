@@ -11,9 +11,7 @@ from typing import Any
 
 import torch
 
-from residual_kit.files import atomic_write
-from residual_kit.plotting import pyplot
-from tasks.outputs import save_figure
+from tasks.core.outputs import atomic_write, pyplot, save_figure
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

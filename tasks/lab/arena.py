@@ -28,14 +28,14 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from residual_kit.gradient_flow import GradientFlowMonitor
-from residual_kit.models.gpt import GPT, GPTConfig
-from tasks.arena_report import baseline, cost, plot_arena, stability, summary
-from tasks.arena_timing import step_times
-from tasks.callbacks import DivergenceGuard, fit_or_diverged
-from tasks.cli import quiet_lightning
+from residual_kit.models.gpt import GPTConfig
+from tasks.core.callbacks import DivergenceGuard, fit_or_diverged
+from tasks.core.cli import quiet_lightning
+from tasks.core.gradient_flow import GradientFlowMonitor
 from tasks.data.char_text import CharTextDataModule
-from tasks.lab_report import finished_run, markdown_table, save_run, smooth, write_report
+from tasks.lab.arena_report import baseline, cost, plot_arena, stability, summary
+from tasks.lab.arena_timing import step_times
+from tasks.lab.report import finished_run, markdown_table, save_run, smooth, write_report
 
 DESIGNS: dict[str, dict[str, Any]] = {
     "post": {"placement": "post"},
@@ -50,7 +50,7 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "denseformer": {"stack": "dense"},
     "fixup": {"placement": None, "scale": "learnable", "init": "fixup"},
 }
-BLOCKS = r"^gpt\.blocks\.(branches\.|blocks\.)?\d+$"  # every layer's (or sub-layer's) module, in depth order
+BLOCKS = r"^net\.blocks\.\d+$|^net\.blocks\.layers\.\d+\.(attn|mlp)\.wrap$"  # each layer, or each branch, in order
 
 
 class CharLM(pl.LightningModule):
@@ -59,11 +59,11 @@ class CharLM(pl.LightningModule):
     def __init__(self, net: GPTConfig, lr: float = 3e-3, warmup_steps: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.gpt = GPT(net)
+        self.net = net.build()
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
-        return F.cross_entropy(self.gpt(x).flatten(0, 1), y.flatten())
+        return F.cross_entropy(self.net(x).flatten(0, 1), y.flatten())
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)

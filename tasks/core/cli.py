@@ -23,14 +23,15 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.io import CheckpointIO
 
-from tasks.callbacks import DivergenceError, DivergenceGuard, ReproducibleEpochs
-from tasks.checkpoints import (
+from tasks.core.callbacks import DivergenceError, DivergenceGuard, ReproducibleEpochs
+from tasks.core.checkpoints import (
     AtomicCheckpointIO,
     check_checkpoint,
     check_hyperparameters,
     find_last_checkpoint,
     last_checkpoint,
 )
+from tasks.core.deprecations import check_renamed, dotted_keys
 
 
 class _DropTip(logging.Filter):
@@ -54,7 +55,6 @@ class TaskCLI(LightningCLI):
         monitor, mode, checkpoint_filename: what the best checkpoint is chosen by.
         links: (data argument, model argument) pairs, applied when both are built.
         writer: the prediction writer, configured as `--predictions.*`.
-        renamed: option names of earlier versions (under `model.`) and what to write instead.
         divergence_hint: the task's own remedy, added to the divergence guard's message.
         ddp_find_unused: `--trainer.strategy=ddp` means DDP that allows unused parameters.
     """
@@ -69,7 +69,6 @@ class TaskCLI(LightningCLI):
     checkpoint_filename: ClassVar[str] = "best-epoch{epoch:02d}"
     links: ClassVar[tuple[tuple[str, str], ...]] = ()
     writer: ClassVar[type[Callback] | None] = None
-    renamed: ClassVar[dict[str, str]] = {}
     divergence_hint: ClassVar[str] = ""
     ddp_find_unused: ClassVar[bool] = False
 
@@ -116,7 +115,7 @@ class TaskCLI(LightningCLI):
             parser.add_lightning_class_args(self.writer, "predictions")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        check_old_options(sys.argv[1:] if args is None else args, self.renamed, self.task)
+        check_old_options(sys.argv[1:] if args is None else args, self.task)
         self._args = args
         super().parse_arguments(parser, args)
 
@@ -130,7 +129,7 @@ class TaskCLI(LightningCLI):
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not (path and Path(path).is_file()):
             return
-        hparams = check_hyperparameters(path, self.model_class, self.task, self.renamed)
+        hparams = check_hyperparameters(path, self.model_class, self.task)
         if not hparams:
             return
         self._parser(subcommand).set_defaults({f"model.{k}": v for k, v in hparams.items()})
@@ -205,12 +204,13 @@ class TaskCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
 
 
-def check_old_options(args: list[str], renamed: dict[str, str], task: str) -> None:
-    """Refuse, in one line, LightningCLI's `--optimizer` and option names of earlier versions.
+def check_old_options(args: list[str], task: str) -> None:
+    """Refuse, in one line, LightningCLI's `--optimizer` and option names that stopped working (`RENAMED`).
 
-    Looks at the command line and at every `--config` file it names (its `model:` section, or that of
-    the subcommand), before the parser would answer with a long usage text.
+    Looks at the command line and at every `--config` file it names (its sections, or those of the
+    subcommand), before the parser would answer with a long usage text.
     """
+    keys = []
     for arg in args:
         key = arg.split("=", 1)[0]
         if key.startswith(("--optimizer", "--lr_scheduler")):
@@ -218,22 +218,17 @@ def check_old_options(args: list[str], renamed: dict[str, str], task: str) -> No
                 f"{key} is not an option of residual-kit tasks: each task builds its optimiser and schedule from "
                 f"its own options (see `python -m tasks.{task} fit --help`, under --model)."
             )
-        if key.startswith("--model.") and key.removeprefix("--model.") in renamed:
-            old = key.removeprefix("--model.")
-            raise ValueError(f"--model.{old} was renamed: use {renamed[old]}")
+        if key.startswith("--"):
+            keys.append(key.removeprefix("--"))
+    check_renamed(task, keys)
     for path in _config_files(args):
         try:
             content = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError):
             continue  # the parser reports unreadable configs itself
-        if not isinstance(content, dict):
-            continue
-        sections = [content, *(v for v in content.values() if isinstance(v, dict))]
-        for section in sections:
-            model = section.get("model")
-            for old in (model or {}) if isinstance(model, dict) else ():
-                if old in renamed:
-                    raise ValueError(f"{path}: model.{old} was renamed: use {renamed[old]}")
+        if isinstance(content, dict):
+            keys = list(dotted_keys(content))
+            check_renamed(task, keys + [k.split(".", 1)[1] for k in keys if "." in k], where=f"{path}: ")
 
 
 def _config_files(args: list[str]) -> list[str]:

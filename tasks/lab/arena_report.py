@@ -6,9 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from residual_kit.plotting import pyplot
-from tasks.lab_report import mean_std, smooth
-from tasks.outputs import save_figure
+from tasks.core.outputs import pyplot, save_figure
+from tasks.lab.report import mean_std, smooth
 
 
 def summary(runs: list[dict[str, Any]], designs: list[str], depths: list[int]) -> list[dict[str, Any]]:

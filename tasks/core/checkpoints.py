@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,9 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from residual_kit.files import PARTIAL, atomic_write
+from residual_kit import __version__
+from residual_kit.models.checkpoint import ENTRY
+from tasks.core.outputs import PARTIAL, atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -94,25 +95,21 @@ def check_checkpoint(path: str | Path, model: torch.nn.Module, task: str) -> Non
         )
 
 
-def check_hyperparameters(path: str | Path, model_class: type, task: str, renamed: Mapping[str, str]) -> dict[str, Any]:
-    """Refuse a checkpoint that cannot be read or whose hyperparameters `model_class` does not take; return
-    them (Lightning's private `_*` entries left out).
-
-    `renamed` maps option names of earlier versions to what replaced them, so an old checkpoint is named
-    as old, with the new key, instead of as foreign.
-    """
-    hparams = _load(Path(path), weights_only=True).get("hyper_parameters", {})
+def check_hyperparameters(path: str | Path, model_class: type, task: str) -> dict[str, Any]:
+    """Refuse a checkpoint that cannot be read, of an earlier version, or whose hyperparameters `model_class` does
+    not take; return them (Lightning's private `_*` entries left out)."""
+    state = _load(Path(path), weights_only=True)
+    if ENTRY not in state:
+        raise ValueError(
+            f"{path} was written by residual-kit 0.2.0 or earlier, whose checkpoints {__version__} does not load "
+            f"(its options were renamed, see CHANGELOG.md): retrain with `python -m tasks.{task} fit`"
+        )
+    hparams = state.get("hyper_parameters", {})
     ours = {k: v for k, v in hparams.items() if not k.startswith("_")}
     if "_class_path" in hparams:  # subclass mode: the parser checks the class itself
         return ours
     accepted = set(inspect.signature(model_class).parameters)
     foreign = sorted(k for k in ours if k not in accepted)
-    old = [k for k in foreign if k in renamed]
-    if old:
-        raise ValueError(
-            f"{path} was written by an earlier residual-kit: its option `{old[0]}` is now {renamed[old[0]]}. "
-            f"Retrain with `python -m tasks.{task} fit`, or load its weights by hand with the new options."
-        )
     if foreign:
         raise ValueError(
             f"{path} is not a checkpoint of {model_class.__name__} (tasks.{task}): it was saved with "

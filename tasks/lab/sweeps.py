@@ -23,13 +23,12 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger
 
-from residual_kit.gradient_flow import GradientFlowMonitor, plot_gradient_flow
-from residual_kit.plotting import pyplot
-from tasks.callbacks import DivergenceGuard, ReproducibleEpochs, fit_or_diverged
-from tasks.cli import TaskCLI, quiet_lightning, run
+from tasks.core.callbacks import DivergenceGuard, ReproducibleEpochs, fit_or_diverged
+from tasks.core.cli import TaskCLI, quiet_lightning, run
+from tasks.core.gradient_flow import GradientFlowMonitor, plot_gradient_flow
+from tasks.core.outputs import pyplot, save_figure, write_csv
 from tasks.data.sources import Source
-from tasks.lab_report import markdown_table, mean_std, plot_depth, public, run_once, write_report
-from tasks.outputs import save_figure, write_csv
+from tasks.lab.report import markdown_table, mean_std, plot_depth, public, run_once, write_report
 
 Family = Literal["resnet", "lstm"]
 
@@ -307,7 +306,7 @@ def cli_main(args: list[str] | None = None) -> Any:
     from jsonargparse import CLI
 
     quiet_lightning()
-    from tasks.arena import arena
+    from tasks.lab.arena import arena
 
     return CLI([depth, variants, arena], args=args)
 
