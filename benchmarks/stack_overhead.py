@@ -1,12 +1,12 @@
 """What each stack-level residual design costs against the pre-norm GPT, at equal width and depth.
 
     python -m benchmarks.stack_overhead [--batch-size 128] [--rounds 5] [--threads 2] [--no-compile]
-        [--layers 4] [--dim 128] [--block-size 13] [--designs hyper-connections mHC]
+        [--layers 4] [--dim 128] [--block-size 13] [--designs hyper mhc]
 
-The GPT of `tasks.transformer` at its default size (4 layers, width 128, 4 heads, 13 tokens), once per
-design: pre-norm (the baseline), hyper-connections and mHC with 4 streams, DenseFormer, value residual,
-Fixup. A training step is forward, cross-entropy, backward and AdamW, timed with `torch.utils.benchmark`
-in interleaved rounds; ratios are to pre-norm (median, min-max over rounds), with the parameter ratio.
+The GPT of `tasks.transformer` at its default size (4 layers, width 128, 4 heads, 13 tokens), once per design of
+the arena (tasks/lab/arena/designs.py), each with its own initialisation, against pre-norm. A training step is
+forward, cross-entropy, backward and AdamW, timed with `torch.utils.benchmark` in interleaved rounds; ratios are
+to pre-norm (median, min-max over rounds), with the parameter ratio.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import torch
 
 from benchmarks.timing import adamw_steps, compare, default_device, lm_loss, parser, print_report
 from residual_kit.models.gpt import GPT, GPTConfig
-from tasks.lab.arena import DESIGNS as ARENA
+from tasks.lab.arena.designs import DESIGNS as ARENA
 
-DESIGNS = {"pre-norm": ARENA["pre"]} | {
-    name: ARENA[name] for name in ("hyper-connections", "mHC", "denseformer", "value residual", "fixup")
+DESIGNS = {"pre-norm": ARENA["pre"].gpt_options()} | {
+    name: design.gpt_options() for name, design in ARENA.items() if name != "pre"
 }
 
 
@@ -28,7 +28,7 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--block-size", type=int, default=13)
     p.add_argument("--designs", nargs="+", choices=list(DESIGNS)[1:], default=list(DESIGNS)[1:],
-                   help="designs to time against pre-norm (default: all)")  # fmt: skip
+                   help="arena designs to time against pre-norm (default: all)")  # fmt: skip
     args = p.parse_args()
     device = default_device()
     idx = torch.randint(0, 16, (args.batch_size, args.block_size), device=device)

@@ -51,4 +51,4 @@ __all__ = [
     "drop_path_rates",
     "make_norm",
 ]
-__version__ = "0.2.0"
+__version__ = "0.3.0"

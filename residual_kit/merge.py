@@ -137,6 +137,16 @@ class NoShortcut(nn.Module):
         return fx
 
 
+def _laurel(form: str, slot: Slot) -> nn.Module:
+    from .laurel import LaurelLR, LaurelRW
+
+    if form == "rw":
+        return LaurelRW()
+    if slot.dim is None or slot.dim != slot.branch_dim:
+        raise ValueError("merge='laurel_lr' maps the shortcut to the branch's width: it needs dim= equal to out_dim")
+    return LaurelLR(slot.dim, data_format=slot.data_format)
+
+
 def _branch_width(slot: Slot, name: str) -> int:
     if slot.branch_dim is None:
         raise ValueError(f"merge={name!r} has weights and needs the widths: pass dim= (and out_dim= if f changes it)")
@@ -148,6 +158,8 @@ MERGES: Registry = Registry(
     {
         "add": lambda slot: Add(),
         "none": lambda slot: NoShortcut(),
+        "laurel_rw": lambda slot: _laurel("rw", slot),
+        "laurel_lr": lambda slot: _laurel("lr", slot),
         "gate": lambda slot: GatedMerge(_branch_width(slot, "gate"), slot.data_format),
         "concat": lambda slot: ConcatFuse(slot.dim, _branch_width(slot, "concat"), data_format=slot.data_format),
     },

@@ -19,15 +19,24 @@ from residual_kit.models import GANConfig, GPTConfig, LSTMConfig, ResNetConfig
 from residual_kit.stack import HyperConnections
 
 RESIDUAL = [
-    *[("placement", p) for p in (None, "pre", "post", "sandwich", "deepnorm")],
+    *[("placement", p) for p in (None, "pre", "post", "sandwich", "deepnorm", "mix")],
     *[("norm", n) for n in ("layer", "rms", "dyt", "group", "batch")],
     *[("scale", s) for s in (0.5, "learnable", "rezero", "layerscale")],
     ("drop_path", 0.5),
-    *[("merge", m) for m in ("gate", "concat", "none")],
+    *[("merge", m) for m in ("gate", "concat", "none", "laurel_rw", "laurel_lr")],
     *[("init", i) for i in ("zero_last", "gpt2", "fixup")],
 ]
-STACK_OPTIONS = {"plain": [], "dense": [{"dilation": 2}, {"period": 2}], "hyper": [{"streams": 2}, {"dynamic": False}],
-                 "mhc": [{"streams": 2}, {"dynamic": False}]}  # fmt: skip
+STACK_OPTIONS = {
+    "plain": [],
+    "dense": [{"dilation": 2}, {"period": 2}],
+    "hyper": [{"streams": 2}, {"dynamic": False}],
+    "mhc": [{"streams": 2}, {"dynamic": False}],
+    "frac": [{"fractions": 4}, {"dynamic": False}],
+    "x0": [],
+    "unet": [],
+    "mudd": [],
+    "attnres": [],
+}
 
 
 def gpt(**options: Any) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
@@ -59,15 +68,24 @@ def gan(**options: Any) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
 
 
 FAMILIES: dict[str, Callable[..., tuple[nn.Module, tuple[torch.Tensor, ...]]]] = {
-    "gpt": gpt, "lstm": lstm, "resnet": resnet, "gan": gan,
-}  # fmt: skip
+    "gpt": gpt,
+    "lstm": lstm,
+    "resnet": resnet,
+    "gan": gan,
+}
 EXTRA: dict[str, list[tuple[str, Any]]] = {
     "gpt": [("dropout", 0.5), ("value_residual", 0.5), ("stack", "dense"), ("stack", "hyper"), ("stack", "mhc")],
-    "lstm": [("dropout", 0.5), ("residual", False), ("residual_from", 0), ("bidirectional", True),
-             ("stack", "dense"), ("stack", "hyper")],
+    "lstm": [
+        ("dropout", 0.5),
+        ("residual", False),
+        ("residual_from", 0),
+        ("bidirectional", True),
+        ("stack", "dense"),
+        ("stack", "hyper"),
+    ],
     "resnet": [("shortcut", "projection"), ("residual", False), ("width_multiplier", 0.5)],
     "gan": [("arch", "dcgan"), ("class_input", False), ("d_dim", 16)],
-}  # fmt: skip
+}
 STACKED = ("gpt", "lstm")
 
 

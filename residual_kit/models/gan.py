@@ -276,11 +276,12 @@ class GANConfig(ResidualOptions):
             g, d = generator_class(self.z_dim, self.dim, conditions), discriminator_class(d_dim, projected, codes=head)
             return GAN(g, d, self, conditions, projection)
         rates = iter(self.drop_path_rates(2) + self.drop_path_rates(3))  # G's 2 blocks, then D's 3
+        layers = iter([0, 1, 0, 1, 2])
 
         def block(branch: nn.Module, shortcut: nn.Module, cin: int, cout: int) -> Residual:
             depth = 2 if isinstance(branch, UpBranch) else 3
-            return self.residual_block(branch, next(rates), depth, dim=cin, out_dim=cout, shortcut=shortcut,
-                                 data_format="channels_first")  # fmt: skip
+            options = {"dim": cin, "out_dim": cout, "shortcut": shortcut, "data_format": "channels_first"}
+            return self.residual_block(branch, next(rates), depth, next(layers), **options)
 
         g = generator_class(self.z_dim, self.dim, conditions, class_input=self.class_input, block=block)
         d = discriminator_class(d_dim, projected, codes=head, block=block)

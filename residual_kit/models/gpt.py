@@ -13,7 +13,7 @@ What crosses layers is `stack` (`residual_kit.stack`): every design runs the sam
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +41,9 @@ class GPTConfig(ResidualOptions):
             (DenseFormer's depth-weighted averages), "hyper" (hyper-connections), "mhc" (manifold-constrained
             ones). Every design runs the same residual sub-layers, so the residual options apply in each.
         stack_options: the design's own options, e.g. {"streams": 4} for "hyper", {"dilation": 2} for "dense".
-        value_residual: ResFormer's value residual (Zhou et al. 2024): every attention layer's values
-            become (1 - mix) v + mix v_1, with v_1 the first layer's; None (or 0) is the plain attention.
+        value_residual: ResFormer's value residual (Zhou et al. 2024): every attention layer after the first mixes
+            its values with the first layer's v_1: a float `mix` gives (1 - mix) v + mix v_1; "learned" gives
+            l_2 v + l_1 v_1 with learned l_1, l_2 from 0.5 (ResFormer's learnable form); None is the plain attention.
     """
 
     vocab_size: int = 16
@@ -54,7 +55,7 @@ class GPTConfig(ResidualOptions):
     dropout: float = 0.0
     stack: str = "plain"
     stack_options: dict[str, Any] = field(default_factory=dict)
-    value_residual: float | None = None
+    value_residual: float | Literal["learned"] | None = None
     placement: Placement | None = field(default="pre", kw_only=True)
 
     def build(self) -> GPT:
@@ -86,12 +87,16 @@ class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention through `scaled_dot_product_attention`, with an optional KV cache."""
 
     def __init__(
-        self, dim: int, heads: int, dropout: float = 0.0, layer: int = 0, value_mix: float | None = None
+        self, dim: int, heads: int, dropout: float = 0.0, layer: int = 0, value_mix: float | str | None = None
     ) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim={dim} must be divisible by heads={heads}")
+        if isinstance(value_mix, str) and value_mix != "learned":
+            raise ValueError(f"value_residual={value_mix!r}: give a float mix, 'learned' or None")
         self.heads, self.dropout, self.layer, self.value_mix = heads, dropout, layer, value_mix
+        if value_mix == "learned" and layer > 0:
+            self.value_weights = nn.Parameter(torch.full((2,), 0.5))  # l_1 (first layer's values), l_2 (own)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
@@ -111,7 +116,10 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))  # (B, H, T, D)
         if self.value_mix is not None and values is not None:
             first = values.setdefault("first", v)  # the first attention layer stores its own
-            v = (1 - self.value_mix) * v + self.value_mix * first
+            if self.value_mix == "learned":
+                v = v if self.layer == 0 else self.value_weights[1] * v + self.value_weights[0] * first
+            else:
+                v = (1 - self.value_mix) * v + self.value_mix * first
         causal = True
         if cache is not None:
             if len(cache.keys) <= self.layer:
@@ -152,8 +160,9 @@ class Block(nn.Module):
         super().__init__()
         c = config
         attention = CausalSelfAttention(c.dim, c.heads, c.dropout, layer, c.value_residual)
-        self.attn = c.residual_block(attention, rates[0], c.layers, dim=c.dim)
-        self.mlp = c.residual_block(MLP(c.dim, c.mlp_ratio * c.dim, c.dropout), rates[1], c.layers, dim=c.dim)
+        self.attn = c.residual_block(attention, rates[0], c.layers, layer, dim=c.dim)
+        mlp = MLP(c.dim, c.mlp_ratio * c.dim, c.dropout)
+        self.mlp = c.residual_block(mlp, rates[1], c.layers, layer, dim=c.dim)
 
     def forward(self, x: torch.Tensor, **attention_kwargs: object) -> torch.Tensor:
         return self.mlp(self.attn(x, **attention_kwargs))
@@ -173,7 +182,7 @@ class GPT(nn.Module):
         rates = c.drop_path_rates(2 * c.layers)
         layers = [Block(c, i, (rates[2 * i], rates[2 * i + 1])) for i in range(c.layers)]
         self.blocks = build_stack(c.stack, layers, c.dim, c.stack_options)
-        final = c.norm if c.placement in ("pre", "sandwich") else None  # post and deepnorm end normed
+        final = c.norm if c.placement in ("pre", "sandwich", "mix") else None  # post and deepnorm end normed
         self.norm = make_norm(final, c.dim)
         self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         self.head.weight = self.tok.weight  # tied (Press & Wolf 2017)

@@ -90,8 +90,9 @@ class LSTMStack(nn.Module):
             if i < first:
                 self.layers.append(layer)
             else:  # a projection shortcut where the widths differ (only ever the first layer)
-                residual.append(c.residual_block(layer, next(rates), c.layers, dim=width, out_dim=c.dim,
-                                           shortcut="projection" if width != c.dim else "identity"))  # fmt: skip
+                shortcut = "projection" if width != c.dim else "identity"
+                block = {"dim": width, "out_dim": c.dim, "shortcut": shortcut}  # of the stack of residual layers:
+                residual.append(c.residual_block(layer, next(rates), c.layers - first, i - first, **block))
         self.stack = build_stack(c.stack, residual, c.dim, c.stack_options) if residual else nn.Identity()
         c.initialise(self)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
@@ -13,6 +13,8 @@ from ..merge import MERGES
 from ..norm import NORMS
 from ..residual import PLACEMENTS, Placement, Residual
 from ..scale import SCALES
+
+MIX_LN_POST = 0.25  # Mix-LN's share of post-norm layers (Li et al. 2024, alpha)
 
 
 @dataclass(kw_only=True)
@@ -24,7 +26,8 @@ class ResidualOptions:
 
     Args:
         placement: where the norm sits in every block: None, "pre", "post", "sandwich" or "deepnorm"
-            (DeepNet's α·x and β-scaled init, N the model's layers).
+            (DeepNet's α·x and β-scaled init, N the model's layers), or "mix" (Mix-LN, Li et al. 2024: "post"
+            in the first quarter of the layers, "pre" in the rest).
         norm: the norm that `placement` puts in, a name in `NORMS`.
         scale: branch scale of every block: None, a float, or a name in `SCALES` ("learnable", "rezero",
             "layerscale" with CaiT's ε for the model's depth).
@@ -34,7 +37,7 @@ class ResidualOptions:
             model's own), "zero_last", "gpt2", "fixup".
     """
 
-    placement: Placement | None = None
+    placement: Placement | Literal["mix"] | None = None
     norm: str = "layer"
     scale: float | str | None = None
     drop_path: float = 0.0
@@ -43,8 +46,8 @@ class ResidualOptions:
 
     def check_residual_options(self) -> None:
         """Refuse an unknown name, a rate outside [0, 1], or a norm that no placement puts in, in one line."""
-        if self.placement not in PLACEMENTS:
-            raise ValueError(f"placement={self.placement!r} is not one of {PLACEMENTS}")
+        if self.placement not in (*PLACEMENTS, "mix"):
+            raise ValueError(f"placement={self.placement!r} is not one of {(*PLACEMENTS, 'mix')}")
         NORMS.check(self.norm)
         if isinstance(self.scale, str):
             SCALES.check(self.scale)
@@ -64,10 +67,19 @@ class ResidualOptions:
         if changed:
             raise ValueError(f"{changed[0]}={getattr(self, changed[0])!r} cannot apply: {why}")
 
-    def residual_block(self, wrap: nn.Module, drop_path: float, depth: int, **block: Any) -> Residual:
-        """`wrap` as a residual block with these options; `block` gives its widths and any model-fixed slot."""
-        options = {"norm": self.norm, "placement": self.placement, "scale": self.scale, "merge": self.merge}
+    def residual_block(self, wrap: nn.Module, drop_path: float, depth: int, layer: int = 0, **block: Any) -> Residual:
+        """`wrap` as the residual block of layer `layer` of `depth`, with these options; `block` gives its widths
+        and any model-fixed slot."""
+        placement = self.placement_at(layer, depth)
+        options = {"norm": self.norm, "placement": placement, "scale": self.scale, "merge": self.merge}
         return Residual(wrap, **{**options, **block}, drop_path=drop_path, depth=depth)
+
+    def placement_at(self, layer: int, depth: int) -> Placement | None:
+        """The placement of layer `layer` of `depth`: Mix-LN's "post" in the first quarter (at least one layer),
+        "pre" after it."""
+        if self.placement != "mix":
+            return self.placement
+        return "post" if layer < max(1, round(MIX_LN_POST * depth)) else "pre"
 
     def drop_path_rates(self, blocks: int) -> list[float]:
         """The drop-path rate of each of `blocks` blocks, in depth order."""

@@ -137,6 +137,10 @@ class ResNet(nn.Module):
         super().__init__()
         c, layout = config, layout_of(config.arch)
         c.check_residual_options()
+        if c.placement == "mix":
+            raise ValueError(
+                "placement='mix' (Mix-LN) cannot apply: a ResNet is pre-activation throughout or not at all"
+            )
         self.config = c
         shortcut = c.shortcut or layout.shortcut
         SHORTCUTS.check(shortcut)

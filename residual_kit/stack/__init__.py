@@ -11,6 +11,16 @@ means the same in every design:
     ManifoldHyperConnections
                           the same with the mixing projected onto        stack="mhc"
                           doubly stochastic matrices (mHC, DeepSeek-AI 2025)
+    FracConnections       the connections between fractions of the       stack="frac"
+                          stream, not copies of it (Zhu et al. 2025)
+    EmbeddingMix          x = a x + b x_0 before each layer              stack="x0"
+                          (modded-nanogpt's record runs)
+    UNetSkips             first-half outputs added back, mirrored,       stack="unet"
+                          in the second half (modded-nanogpt)
+    DynamicDense          per-position learned combinations of earlier   stack="mudd"
+                          outputs (MUDDFormer, Xiao et al. 2025)
+    AttentionResiduals    softmax attention over earlier sub-layers'     stack="attnres"
+                          outputs (Kimi Team 2026)
 
 `build_stack(name, layers, dim, options)` builds one by name; a new design is one module plus one entry
 in `STACKS`.
@@ -26,8 +36,11 @@ from torch import nn
 
 from ..registry import Registry
 from .dense import DepthWeightedAverage
+from .depthwise import AttentionResiduals, DynamicDense
+from .frac import FracConnections
 from .hyper import HyperConnections, ManifoldHyperConnections, read_and_mix, sinkhorn
 from .protocol import PlainStack, branch_only, first, sublayers
+from .reinject import EmbeddingMix, UNetSkips
 
 StackBuilder = Callable[..., nn.Module]
 
@@ -38,6 +51,11 @@ STACKS: Registry[StackBuilder] = Registry(
         "dense": lambda layers, dim, dilation=1, period=1: DepthWeightedAverage(layers, dilation, period),
         "hyper": lambda layers, dim, streams=4, dynamic=True: HyperConnections(layers, dim, streams, dynamic),
         "mhc": lambda layers, dim, streams=4, dynamic=True: ManifoldHyperConnections(layers, dim, streams, dynamic),
+        "frac": lambda layers, dim, fractions=2, dynamic=True: FracConnections(layers, dim, fractions, dynamic),
+        "x0": lambda layers, dim: EmbeddingMix(layers),
+        "unet": lambda layers, dim: UNetSkips(layers),
+        "mudd": lambda layers, dim: DynamicDense(layers, dim),
+        "attnres": lambda layers, dim: AttentionResiduals(layers, dim),
     },
 )
 """Stack designs by name: builder(layers, dim, **options) -> module; each layer is a `Residual` or a module
@@ -59,10 +77,15 @@ def build_stack(
 
 __all__ = [
     "STACKS",
+    "AttentionResiduals",
     "DepthWeightedAverage",
+    "DynamicDense",
+    "EmbeddingMix",
+    "FracConnections",
     "HyperConnections",
     "ManifoldHyperConnections",
     "PlainStack",
+    "UNetSkips",
     "branch_only",
     "build_stack",
     "first",

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .protocol import first
+from .protocol import Traced, first
 
 
-class DepthWeightedAverage(nn.Module):
+class DepthWeightedAverage(Traced, nn.Module):
     """DenseFormer: after layer i the stream is x_i' = sum_j alpha_ij X_j over j <= i + 1 (Pagliardini et al. 2024).
 
     X_0 is the input (the embeddings) and X_j the output of layer j, which reads x_(j-1)'. The weights start
@@ -51,6 +51,7 @@ class DepthWeightedAverage(nn.Module):
                 read = torch.stack([outputs[j] for j in self.reads[k]])  # (J, ..., D)
                 x = torch.einsum("j,j...->...", self.alphas[k], read)  # the weighted average
                 k += 1
+            self.trace(x)
         return x
 
     def extra_repr(self) -> str:

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .protocol import branch_only, sublayers
+from .protocol import Traced, branch_only, layer_ends, sublayers
 
 
-class HyperConnections(nn.Module):
+class HyperConnections(Traced, nn.Module):
     """y = sum of n streams after L sub-layers of hyper-connections around the branches T_k.
 
     With H (..., n, D) the streams, sub-layer k reads h = A_m^T H and writes H' = B^T T_k(h) + A_r^T H
@@ -41,18 +41,24 @@ class HyperConnections(nn.Module):
             raise ValueError(f"streams={streams} must be at least 1")
         self.layers = nn.ModuleList(layers)
         self.sublayers = branch_only([s for layer in self.layers for s in sublayers(layer)], self.design)
+        self.ends = layer_ends(self.layers)
         n, depth = streams, len(self.sublayers)
         self.streams, self.dynamic = n, dynamic
         self.read = nn.Parameter(torch.eye(n)[[k % n for k in range(depth)]].clone())  # A_m per sub-layer (L, n)
         self.mix = nn.Parameter(torch.eye(n).repeat(depth, 1, 1))  # A_r per sub-layer (L, n, n)
         self.write = nn.Parameter(torch.ones(depth, n))  # B per sub-layer (L, n)
         if dynamic:
-            self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(depth)])
-            # W_m, W_r and W_beta of Eq. 10-12 as the rows of one (1 + n + 1, D) matrix per sub-layer: one product,
-            # laid out as nn.Linear's weight, whose weight gradient is the fast one on a CPU
-            self.w_dynamic = nn.Parameter(torch.zeros(depth, 1 + n + 1, dim))
-            self.s_alpha = nn.Parameter(torch.full((depth,), 0.01))
-            self.s_beta = nn.Parameter(torch.full((depth,), 0.01))
+            self.build_dynamic(depth, dim)
+
+    def build_dynamic(self, depth: int, dim: int) -> None:
+        """The input-dependent terms (Eq. 10-12): per-stream LayerNorm, tanh(H W) and the scales s."""
+        n = self.streams
+        self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(depth)])
+        # W_m, W_r and W_beta of Eq. 10-12 as the rows of one (1 + n + 1, D) matrix per sub-layer: one product,
+        # laid out as nn.Linear's weight, whose weight gradient is the fast one on a CPU
+        self.w_dynamic = nn.Parameter(torch.zeros(depth, 1 + n + 1, dim))
+        self.s_alpha = nn.Parameter(torch.full((depth,), 0.01))
+        self.s_beta = nn.Parameter(torch.full((depth,), 0.01))
 
     def connections(self, k: int, streams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[A_m A_r] (n, 1 + n) or (..., n, 1 + n), and B (n) or (..., n), of sub-layer k for streams H (..., n, D)."""
@@ -72,6 +78,9 @@ class HyperConnections(nn.Module):
             h, mixed = read_and_mix(width, streams)  # A_m^T H (..., D) and A_r^T H (..., n, D)
             out, _ = sublayer.branch(h, **kwargs)  # T_k(h) (..., D)
             streams = torch.addcmul(mixed, write.unsqueeze(-1), out.unsqueeze(-2))  # A_r^T H + B^T T(h)
+            self.trace_mix(width[..., 1:])
+            if k in self.ends:
+                self.trace(streams)  # all n streams: their RMS is the stream's, their gradient the one that flows
         return streams.sum(-2)  # (..., D)
 
     def extra_repr(self) -> str:
@@ -104,9 +113,10 @@ def _sinkhorn_iterations(logits: torch.Tensor, iters: int) -> torch.Tensor:
     m = (logits - logits.amax(dim=(-2, -1), keepdim=True)).exp().flatten(-2)  # (..., n*n), row-major
     eye, ones = torch.eye(n, dtype=m.dtype, device=m.device), torch.ones(n, n, dtype=m.dtype, device=m.device)
     row_sums, col_sums = torch.kron(eye, ones), torch.kron(ones, eye)  # m @ these: each entry's row / column sum
+    tiny = torch.finfo(m.dtype).tiny  # a row or column of underflowed entries must not divide by zero
     for _ in range(iters):  # one (n*n x n*n) matmul per sum: faster on a CPU than sum(-1) of tiny rows
-        m = m / (m @ row_sums)
-        m = m / (m @ col_sums)
+        m = m / (m @ row_sums).clamp_min(tiny)
+        m = m / (m @ col_sums).clamp_min(tiny)
     return m.unflatten(-1, (n, n))
 
 
@@ -117,6 +127,8 @@ class _Sinkhorn(torch.autograd.Function):
     constraints gives, for G = dL/dP, dL/dX = P * (G - a 1^T - 1 b^T), where [a; b] solves
     [[I, P], [P^T, I]] [a; b] = [rowsum(P * G); colsum(P * G)]. Eliminating b = c - P^T a leaves
     (I - P P^T) a = r - P c, whose null space (a = 1) leaves a + b unchanged and is fixed by adding 1 1^T / n.
+    Near a permutation matrix P P^T -> I and the system turns singular while its right side goes to 0 (the
+    projection saturates and its gradient vanishes): a ridge of a few machine epsilons keeps the solve finite.
     """
 
     @staticmethod
@@ -133,7 +145,9 @@ class _Sinkhorn(torch.autograd.Function):
         n = p.shape[-1]
         pg = p * grad
         r, c = pg.sum(-1, keepdim=True), pg.sum(-2).unsqueeze(-1)  # (..., n, 1)
-        system = torch.eye(n, dtype=p.dtype, device=p.device) - p @ p.transpose(-1, -2) + 1.0 / n
+        eye = torch.eye(n, dtype=p.dtype, device=p.device)
+        ridge = 10 * torch.finfo(p.dtype).eps
+        system = (1 + ridge) * eye - p @ p.transpose(-1, -2) + 1.0 / n
         a = torch.linalg.solve(system, r - p @ c)  # (..., n, 1)
         b = c - p.transpose(-1, -2) @ a
         return p * (grad - a - b.transpose(-1, -2)), None
@@ -142,17 +156,19 @@ class _Sinkhorn(torch.autograd.Function):
 class ManifoldHyperConnections(HyperConnections):
     """Hyper-connections whose stream mixing stays doubly stochastic (mHC, DeepSeek-AI 2025).
 
-    A_r = Sinkhorn-Knopp(exp(R)) has rows and columns that sum to 1, so a product of them over any
-    number of layers does too: the mean of the streams passes every layer unchanged (the identity
-    mapping that plain hyper-connections can lose). The read and write weights are non-negative:
-    A_m = sigmoid(a), B = 2 sigmoid(b). Here R starts at 4 I (A_r near the identity: 0.93 on the
-    diagonal for n = 4), a at +-4 around e_(k mod n), b at 0 (B = 1), which mimics the initialisation
-    of `HyperConnections`; the dynamic terms add to the logits, as there.
+    A_r = Sinkhorn-Knopp(exp(R)) has rows and columns that sum to 1, so a product of them over any number of
+    sub-layers does too: the mean of the streams passes every sub-layer unchanged (the identity mapping that
+    plain hyper-connections can lose). The read and write weights are non-negative: A_m = sigmoid(a),
+    B = 2 sigmoid(b). The paper's parametrisation (§4.2): the n streams flattened to one n*D vector x, then
+    RMSNorm, then one linear map with no tanh, each part scaled by a learned gate:
+    a = alpha_pre (x phi_pre) + b_pre, b = alpha_post (x phi_post) + b_post, R = alpha_res mat(x phi_res) + b_res.
+    phi starts at zero and the gates at 0.01, so the static biases decide at init: R = 4 I (A_r near the
+    identity), a = +-4 around e_(k mod n), b = 0 (B = 1), which mimics `HyperConnections`' initialisation.
 
     Args: as `HyperConnections`, and `iters`, the Sinkhorn-Knopp iterations (the paper uses 20; 30 keep the
     row and column sums within 1e-3 of 1 after large training steps). The backward does not run through the
     iterations: `sinkhorn` differentiates the converged projection implicitly, which keeps one tensor for
-    autograd instead of 2 * iters (see benchmarks/stack_overhead.py for its cost).
+    autograd instead of 2 * iters.
     """
 
     design = "mhc"
@@ -163,14 +179,27 @@ class ManifoldHyperConnections(HyperConnections):
         super().__init__(layers, dim, streams, dynamic)
         self.iters = iters
         with torch.no_grad():
-            self.read.mul_(8).sub_(4)  # logits of A_m: +4 for the read stream, -4 elsewhere
-            self.mix.mul_(4)  # logits R of A_r
-            self.write.zero_()  # logits of B / 2
+            self.read.mul_(8).sub_(4)  # b_pre: +4 for the read stream, -4 elsewhere
+            self.mix.mul_(4)  # b_res
+            self.write.zero_()  # b_post
+
+    def build_dynamic(self, depth: int, dim: int) -> None:
+        """RMSNorm of the flattened streams, one linear map phi to [pre, post, res] and the gates alpha."""
+        n = self.streams
+        self.norms = nn.ModuleList([nn.RMSNorm(n * dim) for _ in range(depth)])
+        self.phi = nn.Parameter(torch.zeros(depth, 2 * n + n * n, n * dim))  # nn.Linear's layout
+        self.alpha = nn.Parameter(torch.full((depth, 3), 0.01))  # alpha_pre, alpha_post, alpha_res
 
     def connections(self, k: int, streams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        width, write = super().connections(k, streams)  # logits
-        read, mix = width.split([1, self.streams], dim=-1)
-        return torch.cat([torch.sigmoid(read), sinkhorn(mix, self.iters)], dim=-1), 2 * torch.sigmoid(write)
+        n = self.streams
+        pre, res, post = self.read[k], self.mix[k], self.write[k]
+        if self.dynamic:
+            x = self.norms[k](streams.flatten(-2))  # (..., n * D)
+            d_pre, d_post, d_res = F.linear(x, self.phi[k]).split([n, n, n * n], dim=-1)
+            alpha = self.alpha[k]
+            pre, post = pre + alpha[0] * d_pre, post + alpha[1] * d_post
+            res = res + alpha[2] * d_res.unflatten(-1, (n, n))
+        return torch.cat([torch.sigmoid(pre).unsqueeze(-1), sinkhorn(res, self.iters)], dim=-1), 2 * torch.sigmoid(post)
 
 
 __all__ = ["HyperConnections", "ManifoldHyperConnections", "read_and_mix", "sinkhorn"]

@@ -45,7 +45,29 @@ def branch_only(blocks: Sequence[Residual], design: str) -> list[Residual]:
     return list(blocks)
 
 
-class PlainStack(nn.ModuleList):
+class Traced:
+    """What a stack design carries between layers, kept for inspection when asked (`trace_streams`).
+
+    Every design calls `trace(state)` after each layer with the representation it hands on, a tensor of the
+    computation (so its gradient can be read): the stream (plain, DenseFormer's average), all n streams
+    (hyper-connections) or fractions (frac-connections), the next read (Attention Residuals); designs that mix
+    streams also call `trace_mix(A_r)` for each sub-layer's mixing matrix. Nothing is kept unless `traced` (or
+    `traced_mixes`) is a list.
+    """
+
+    traced: list[torch.Tensor] | None = None
+    traced_mixes: list[torch.Tensor] | None = None
+
+    def trace(self, state: torch.Tensor) -> None:
+        if self.traced is not None:
+            self.traced.append(state)
+
+    def trace_mix(self, mix: torch.Tensor) -> None:
+        if self.traced_mixes is not None:
+            self.traced_mixes.append(mix)
+
+
+class PlainStack(Traced, nn.ModuleList):
     """The plain stack: each layer after the other, keyword arguments to every layer."""
 
     def __init__(self, layers: Sequence[nn.Module]) -> None:
@@ -54,7 +76,17 @@ class PlainStack(nn.ModuleList):
     def forward(self, x: torch.Tensor, **kwargs: object) -> torch.Tensor:
         for layer in self:
             x = first(layer(x, **kwargs))
+            self.trace(x)
         return x
 
 
-__all__ = ["PlainStack", "branch_only", "first", "sublayers"]
+def layer_ends(layers: Sequence[nn.Module]) -> set[int]:
+    """The indices, among all sub-layers in order, of the last sub-layer of each layer."""
+    ends, count = set(), 0
+    for layer in layers:
+        count += len(sublayers(layer))
+        ends.add(count - 1)
+    return ends
+
+
+__all__ = ["PlainStack", "Traced", "branch_only", "first", "layer_ends", "sublayers"]
