@@ -124,7 +124,7 @@ def test_a_killed_sweep_goes_on_from_its_finished_runs(tmp_path, capsys):
     capsys.readouterr()
     cli_main(args)
     log = capsys.readouterr().out
-    assert "plain8-seed0: reusing the finished run" in log and "residual8-seed0: reusing" not in log
+    assert "reusing 1 finished runs" in log and "[1/1] residual8-seed0" in log  # only the killed twin trains
     assert (out / "results.csv").read_text() == first  # the retrained twin gives the same numbers
     cli_main([*args, "--epochs=2"])  # other settings: nothing reused
     assert "reusing" not in capsys.readouterr().out

@@ -7,6 +7,7 @@ The default corpus is a fixed list of modules of the Python standard library tha
 
 from __future__ import annotations
 
+import hashlib
 import sysconfig
 from pathlib import Path
 
@@ -33,18 +34,40 @@ def stdlib_text() -> bytes:
     return b"\n".join(parts)
 
 
-class Windows(Dataset):
-    """Windows of `block_size + 1` bytes: (input, next-byte target). Random offsets fixed by (seed, i), or in order."""
+def read_text(path: str | Path) -> bytes:
+    """A text file's bytes, or a one-line error for a missing, empty or binary file (nothing is trained on it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--data.text_file {path} does not exist: pass the path of a text file")
+    raw = path.read_bytes()
+    if not raw:
+        raise ValueError(f"--data.text_file {path} is empty: pass a text file with something to learn")
+    sample = raw[:65536]
+    if b"\x00" in sample or sample.decode("utf-8", errors="replace").count("\ufffd") > len(sample) // 100:
+        raise ValueError(f"--data.text_file {path} looks binary (NUL bytes or mostly invalid UTF-8): pass a text file")
+    return raw
 
-    def __init__(self, data: torch.Tensor, block_size: int, count: int, seed: int | None) -> None:
-        self.data, self.block_size, self.count = data, block_size, count
+
+def held_out_blocks(data: torch.Tensor, fraction: float, block: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Every k-th block of `block` bytes held out (k = round(1 / fraction)), so that the held-out bytes are spread
+    across the text rather than one stretch of it; the rest, in order, is the training text."""
+    k = max(2, round(1 / fraction))
+    blocks = list(data.split(block))
+    held = [b for i, b in enumerate(blocks) if i % k == k // 2]
+    if not held:
+        raise ValueError(f"the text ({len(data)} bytes) is too short to hold out a block of {block} bytes")
+    return torch.cat([b for i, b in enumerate(blocks) if i % k != k // 2]), held
+
+
+class Windows(Dataset):
+    """Windows of `block_size + 1` bytes: (input, next-byte target), at random offsets fixed by (seed, i)."""
+
+    def __init__(self, data: torch.Tensor, block_size: int, count: int, seed: int) -> None:
+        self.data, self.block_size = data, block_size
         span = len(data) - block_size - 1
         if span <= 0:
             raise ValueError(f"the text ({len(data)} bytes) is shorter than one window of {block_size + 1} bytes")
-        if seed is None:  # contiguous, non-overlapping windows: the held-out evaluation
-            self.offsets = torch.arange(0, span, block_size)[:count]
-        else:
-            self.offsets = torch.randint(0, span, (count,), generator=torch.Generator().manual_seed(seed))
+        self.offsets = torch.randint(0, span, (count,), generator=torch.Generator().manual_seed(seed))
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -54,16 +77,39 @@ class Windows(Dataset):
         return chunk[:-1], chunk[1:]
 
 
+class HeldOutWindows(Dataset):
+    """Every held-out byte once: contiguous windows of `block_size + 1` bytes inside each held-out block, each
+    window's first byte the last of the one before, so every byte but a block's first is predicted once."""
+
+    def __init__(self, blocks: list[torch.Tensor], block_size: int, count: int | None = None) -> None:
+        self.windows = [b[i : i + block_size + 1] for b in blocks for i in range(0, len(b) - 1, block_size)]
+        self.windows = [w for w in self.windows if len(w) > 1][:count]
+        self.block_size = block_size
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        chunk = self.windows[i].long()
+        pad = self.block_size + 1 - len(chunk)  # the last window of a block may be short: its targets are -100
+        x = torch.cat([chunk[:-1], chunk.new_zeros(pad)])
+        y = torch.cat([chunk[1:], chunk.new_full((pad,), -100)])
+        return x, y
+
+
 class CharTextDataModule(SplitDataModule):
-    """Bytes of a text, the last `val_fraction` held out; training windows drawn at random offsets.
+    """Bytes of a text, `val_fraction` of it held out in blocks spread across it; training windows at random offsets.
+
+    `sha256` and `num_bytes` say which text it was (the standard-library corpus differs between Python versions).
 
     Args:
         text_file: a text file to model; None: the standard-library corpus (see `STDLIB_FILES`).
         block_size: bytes of context.
         batch_size: windows per batch.
         num_train: training windows per epoch.
-        num_val: held-out windows (contiguous, from the held-out end of the text).
-        val_fraction: the share of the text held out (its end).
+        num_val: held-out windows to score (None: every held-out byte).
+        val_fraction: the share of the text held out.
+        split_block: bytes per block of the split: every round(1 / val_fraction)-th block is held out.
         seed: fixes the training windows.
     """
 
@@ -75,8 +121,9 @@ class CharTextDataModule(SplitDataModule):
         block_size: int = 64,
         batch_size: int = 32,
         num_train: int = 32 * 200,
-        num_val: int = 256,
+        num_val: int | None = None,
         val_fraction: float = 0.1,
+        split_block: int = 4096,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -84,13 +131,14 @@ class CharTextDataModule(SplitDataModule):
 
     def setup(self, stage: str) -> None:
         h = self.hparams
-        if h.text_file is not None and not Path(h.text_file).is_file():
-            raise FileNotFoundError(f"--data.text_file {h.text_file} does not exist: pass the path of a text file")
-        raw = Path(h.text_file).read_bytes() if h.text_file else stdlib_text()
+        raw = read_text(h.text_file) if h.text_file else stdlib_text()
+        self.sha256, self.num_bytes = hashlib.sha256(raw).hexdigest(), len(raw)
         data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
-        cut = int(len(data) * (1 - h.val_fraction))
-        self.train_set = Windows(data[:cut], h.block_size, h.num_train, seed=h.seed)
-        self.val_set = self.test_set = Windows(data[cut:], h.block_size, h.num_val, seed=None)
+        block = min(h.split_block, max(2 * h.block_size, len(data) // 20))  # a short text: smaller blocks
+        train, held = held_out_blocks(data, h.val_fraction, block)
+        self.train_bytes, self.held_out = train, held
+        self.train_set = Windows(train, h.block_size, h.num_train, seed=h.seed)
+        self.val_set = self.test_set = HeldOutWindows(held, h.block_size, h.num_val)
 
     def predict_dataloader(self) -> DataLoader:
         raise ValueError("the byte-level text data has nothing to predict")

@@ -1,4 +1,4 @@
 from tasks.core.cli import run
-from tasks.lab.sweeps import cli_main
+from tasks.lab.cli import cli_main
 
 run(cli_main)

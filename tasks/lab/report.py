@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +71,9 @@ def plot_depth(rows: list[dict[str, Any]], metric: str, out: Path) -> dict[str, 
         mean, spread = by_depth(net, "first-block grad at init")
         axes[1].errorbar(depths, mean, yerr=spread, fmt=style, color=color, label=f"{net}, at init", capsize=3)
         mean, spread = by_depth(net, "first-block grad (mean)")
-        axes[1].errorbar(depths, mean, yerr=spread, fmt=style, color=color, alpha=0.4, capsize=3,
-                         label=f"{net}, mean over training")  # fmt: skip
+        axes[1].errorbar(
+            depths, mean, yerr=spread, fmt=style, color=color, alpha=0.4, capsize=3, label=f"{net}, mean over training"
+        )
     axes[0].set_title(f"{metric} against depth")
     axes[1].set_title("‖dL/dx‖ at the first block against depth")
     axes[1].set_yscale("log")
@@ -108,34 +107,3 @@ def write_report(out: Path, title: str, intro: str, tables: list[tuple[str, str]
 
 def public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-
-
-def finished_run(saved: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The result kept in `saved` if it was made with these settings, else None."""
-    if not saved.is_file():
-        return None
-    try:
-        kept = json.loads(saved.read_text())
-    except json.JSONDecodeError:
-        return None
-    return kept["result"] if kept.get("settings") == json.loads(json.dumps(settings)) else None
-
-
-def save_run(saved: Path, settings: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    with atomic_write(saved) as tmp:
-        tmp.write_text(json.dumps({"settings": settings, "result": result}))
-    return result
-
-
-def run_once(
-    saved: Path, settings: dict[str, Any], train: Callable[[], dict[str, Any]], resume: bool
-) -> dict[str, Any]:
-    """`train()`'s result, kept in `saved` (JSON) with the settings that made it.
-
-    With `resume`, a run whose settings match is read back instead of trained again, so a killed sweep
-    picks up where it stopped.
-    """
-    if resume and (kept := finished_run(saved, settings)) is not None:
-        print(f"{saved.parent.name}: reusing the finished run in {saved} (--resume false trains it again)")
-        return kept
-    return save_run(saved, settings, train())

@@ -1,0 +1,148 @@
+"""The arena's designs: each a set of GPT options, the paper it comes from and what that paper reports.
+
+Every design has its paper's initialisation: GPT-2's (N(0, 0.02), residual projections by 1/sqrt(2 layers)) where
+the paper keeps the standard init (the pre-norm baseline among them), DeepNet's beta, Fixup's zeros, CaiT's
+LayerScale epsilon for the depth, the zero-started branches of ReZero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from residual_kit.registry import Registry
+
+
+@dataclass(frozen=True)
+class Design:
+    """GPT options (`GPTConfig` fields), the paper, and what the paper reports for it (its own scale and budget)."""
+
+    options: dict[str, Any]
+    paper: str
+    reported: str
+    init: str = "gpt2"
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def gpt_options(self) -> dict[str, Any]:
+        return {"init": self.init, **self.options}
+
+
+DESIGNS: Registry[Design] = Registry(
+    "design",
+    {
+        "pre": Design({"placement": "pre"}, "GPT-2 (Radford et al. 2019)", "the baseline"),
+        "post": Design(
+            {"placement": "post"},
+            "Vaswani et al. 2017; Xiong et al. 2020",
+            "needs a warm-up and trails pre-norm as depth grows (Xiong et al.)",
+        ),
+        "sandwich": Design(
+            {"placement": "sandwich"},
+            "Peri-LN (Kim et al. 2025; CogView's sandwich)",
+            "lower loss and steadier training than pre-norm, 400M-3.2B",
+        ),
+        "mix-ln": Design(
+            {"placement": "mix"},
+            "Mix-LN (Li et al. 2024)",
+            "lower perplexity than pre- and post-norm, 70M-7B; deeper layers contribute more",
+        ),
+        "deepnorm": Design(
+            {"placement": "deepnorm"},
+            "DeepNet (Wang et al. 2022)",
+            "trains 1,000-layer post-norm Transformers; better BLEU than post-norm",
+            init="default",
+        ),
+        "dyt": Design(
+            {"placement": "pre", "norm": "dyt"},
+            "DyT (Zhu et al. 2025)",
+            "matches normalised Transformers with tanh in place of every norm",
+        ),
+        "rezero": Design(
+            {"placement": None, "scale": "rezero"},
+            "ReZero (Bachlechner et al. 2020)",
+            "converges faster than pre- and post-norm",
+        ),
+        "layerscale": Design(
+            {"placement": "pre", "scale": "layerscale"},
+            "LayerScale (CaiT, Touvron et al. 2021)",
+            "lets deeper ViTs train and improve",
+        ),
+        "fixup": Design(
+            {"placement": None, "scale": "learnable"},
+            "Fixup (Zhang et al. 2019)",
+            "trains without normalisation, matching normalised nets",
+            init="fixup",
+        ),
+        "laurel": Design(
+            {"placement": "pre", "merge": "laurel_rw"},
+            "LAuReL-RW (Menghani et al. 2024)",
+            "ResNet-50: 60% of an extra layer's gain for +0.003% parameters",
+        ),
+        "laurel-lr": Design(
+            {"placement": "pre", "merge": "laurel_lr"},
+            "LAuReL-LR (Menghani et al. 2024)",
+            "with RW, matches an extra layer with 2.6x fewer added parameters",
+        ),
+        "hyper": Design(
+            {"stack": "hyper"},
+            "hyper-connections, dynamic (Zhu et al. 2024)",
+            "lower loss than pre-norm in 1B-7B language models, faster convergence",
+        ),
+        "hyper-static": Design(
+            {"stack": "hyper", "stack_options": {"dynamic": False}},
+            "hyper-connections, static (Zhu et al. 2024)",
+            "a little behind the dynamic form",
+        ),
+        "mhc": Design(
+            {"stack": "mhc"},
+            "mHC (DeepSeek-AI 2025)",
+            "hyper-connections' gains with stable training at 27B, where hyper-connections spike",
+        ),
+        "frac": Design(
+            {"stack": "frac"},
+            "Frac-connections (Zhu et al. 2025)",
+            "beat residual connections up to a 7B MoE trained on 3T tokens, at no extra width",
+        ),
+        "value-residual": Design(
+            {"placement": "pre", "value_residual": "learned"},
+            "ResFormer (Zhou et al. 2024)",
+            "the same loss with about 16% fewer parameters or 20% less data",
+        ),
+        "denseformer": Design(
+            {"stack": "dense"},
+            "DenseFormer (Pagliardini et al. 2024)",
+            "a 48-layer DenseFormer matches a 72-layer Transformer's perplexity",
+        ),
+        "denseformer-2x2": Design(
+            {"stack": "dense", "stack_options": {"dilation": 2, "period": 2}},
+            "DenseFormer 2x2 (Pagliardini et al. 2024)",
+            "most of the gain at a lower cost",
+        ),
+        "x0": Design(
+            {"stack": "x0"},
+            "embedding re-injected, x = a x + b x0 (modded-nanogpt records)",
+            "part of the speedrun records' GPT-2 (124M) time",
+        ),
+        "unet": Design(
+            {"stack": "unet"},
+            "U-Net skips over depth (modded-nanogpt records)",
+            "part of the speedrun records' GPT-2 (124M) time",
+        ),
+        "mudd": Design(
+            {"stack": "mudd"},
+            "MUDDFormer, residual way (Xiao et al. 2025)",
+            "MUDDPythia-2.8B matches Pythia-6.9B in pre-training perplexity",
+        ),
+        "attnres": Design(
+            {"stack": "attnres"},
+            "Attention Residuals (Kimi Team 2026)",
+            "the loss of a baseline trained with 1.25x the compute",
+        ),
+    },
+    home="tasks.lab.arena.designs.DESIGNS",
+)
+
+DEFAULT = ["pre", "post", "hyper", "mhc", "x0"]
+"""The designs of the default run: what fits 30 minutes on a 2-core CPU with a learning-rate sweep and 3 seeds each."""
+
+__all__ = ["DEFAULT", "DESIGNS", "Design"]
