@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -24,7 +23,7 @@ from residual_kit.models.lstm import LSTMReaderConfig
 from tasks.core.cli import TaskCLI, run
 from tasks.core.module import NetworkCheckpoint
 from tasks.core.outputs import pyplot, resolve_output, run_dir, save_figure, write_csv
-from tasks.data.digit_strips import MEAN, STD, DigitStripDataModule
+from tasks.data.digit_strips import MEAN, STD, DigitStripDataModule, strip_tensor
 
 BLANK = 0  # CTC blank; digit d is class d + 1
 
@@ -81,6 +80,7 @@ class StripReader(NetworkCheckpoint, pl.LightningModule):
             `LSTMReaderConfig`).
         decoder: "greedy" or "beam" (CTC prefix beam search) for val/test/predict.
         beam_width: beams kept by the beam decoder.
+        strip_width: the strips' width in pixels (linked from the data module): `read` pads narrower strips to it.
         lr: AdamW peak learning rate (OneCycle).
         weight_decay: AdamW weight decay.
     """
@@ -92,6 +92,7 @@ class StripReader(NetworkCheckpoint, pl.LightningModule):
         beam_width: int = 8,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
+        strip_width: int = 148,
     ) -> None:
         super().__init__()
         if decoder not in ("greedy", "beam"):
@@ -153,9 +154,19 @@ class StripReader(NetworkCheckpoint, pl.LightningModule):
             path = save_figure(strip_grid(self.shown), run_dir(self.trainer) / "test_strips.png")
             self.print(f"test strips with their readings: {path}")
 
-    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> list[str]:
-        images, _ = batch
-        return self.decode(self(images))
+    def predict_step(self, batch: tuple[torch.Tensor, list[str]], batch_idx: int) -> list[tuple[str, str]]:
+        images, paths = batch
+        return list(zip(paths, self.decode(self(images)), strict=True))
+
+    # --- use from Python ---
+    @torch.no_grad()
+    def read(self, strips: Any) -> list[str]:
+        """The digits of each strip (an image file or PIL image, 28 pixels high, white digits on black, at most
+        `width` wide): `model.read("strip.png")` -> ["3712"]."""
+        items = strips if isinstance(strips, (list, tuple)) else [strips]
+        self.eval()
+        batch = torch.stack([strip_tensor(item, self.hparams.strip_width) for item in items]).to(self.device)
+        return self.decode(self(batch))
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
@@ -194,13 +205,11 @@ class ReadingWriter(BasePredictionWriter):
         self.output = output
 
     def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: Any, predictions: Any, batch_indices: Any) -> None:
-        paths: list[Path] = trainer.datamodule.predict_paths
-        readings = [s for batch in predictions for s in batch]
-        rows = ([str(p), r] for p, r in zip(paths, readings, strict=True))
+        rows = [row for batch in predictions for row in batch]
         out = write_csv(resolve_output(trainer, self.output, "readings.csv"), ["path", "digits"], rows)
-        for path, reading in zip(paths, readings, strict=True):
+        for path, reading in rows:
             print(f"{path}: {reading}")
-        print(f"wrote {len(paths)} readings to {out}")
+        print(f"wrote {len(rows)} readings to {out}")
 
 
 class LSTMCLI(TaskCLI):
@@ -208,6 +217,7 @@ class LSTMCLI(TaskCLI):
     max_epochs = 2
     trainer_overrides = {"gradient_clip_val": 1.0}
     monitor, mode, checkpoint_filename = "val/exact", "max", "best-epoch{epoch:02d}-exact{val/exact:.4f}"
+    links = (("data.width", "model.strip_width"),)
     writer = ReadingWriter
     divergence_hint = "a lower --model.lr"
 

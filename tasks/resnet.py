@@ -10,7 +10,6 @@ python -m tasks.resnet predict --ckpt_path <ckpt> --data.predict_path digits/   
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -24,6 +23,8 @@ from tasks.core.cli import TaskCLI, run
 from tasks.core.module import NetworkCheckpoint
 from tasks.core.outputs import resolve_output, run_dir, save_figure, write_csv
 from tasks.data import ImageDataModule
+from tasks.data.image_files import image_tensor
+from tasks.data.sources import DATASETS
 
 
 class ImageClassifier(NetworkCheckpoint, pl.LightningModule):
@@ -45,6 +46,9 @@ class ImageClassifier(NetworkCheckpoint, pl.LightningModule):
         test_time_flip: evaluate (val, test, predict) on the mean prediction for the image and its mirror;
             only for data trained with horizontal flips (Fashion-MNIST, CIFAR-10), never digits.
         class_names: names for the confusion matrix and predictions (linked from the data module).
+        image_size: the side of the square images the network reads (linked from the data module).
+        mean: the per-channel mean that inputs are normalised by (linked from the data module).
+        std: the per-channel standard deviation that inputs are normalised by (linked from the data module).
     """
 
     def __init__(
@@ -61,6 +65,9 @@ class ImageClassifier(NetworkCheckpoint, pl.LightningModule):
         channels_last: bool = True,
         test_time_flip: bool = False,
         class_names: list[str] | None = None,
+        image_size: int = 28,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -134,9 +141,30 @@ class ImageClassifier(NetworkCheckpoint, pl.LightningModule):
             fig.set_size_inches(7, 6)
             save_figure(fig, run_dir(self.trainer) / "confusion_matrix.png")
 
-    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, _ = batch
-        return self.evaluate(x).exp()  # (B, num_classes)
+    def predict_step(self, batch: tuple[torch.Tensor, list[str]], batch_idx: int) -> dict[str, Any]:
+        x, paths = batch
+        return {"paths": list(paths), "probabilities": self.evaluate(x).exp()}  # (B, num_classes)
+
+    # --- use from Python ---
+    def preprocess(self, images: Any) -> torch.Tensor:
+        """Image files, PIL images or a list of them -> the normalised batch the network reads, (N, C, H, W);
+        the mean and standard deviation are the training data's, saved with the model."""
+        h = self.hparams
+        items = images if isinstance(images, (list, tuple)) else [images]
+        batch = torch.stack([image_tensor(item, self.net.config.in_channels, h.image_size) for item in items]) / 255
+        mean = torch.tensor(h.mean or DATASETS["mnist"].mean).view(-1, 1, 1)
+        std = torch.tensor(h.std or DATASETS["mnist"].std).view(-1, 1, 1)
+        return ((batch - mean) / std).to(self.device)
+
+    @torch.no_grad()
+    def probabilities(self, images: Any) -> torch.Tensor:
+        """Class probabilities (N, num_classes) of image files or PIL images (see `preprocess`)."""
+        self.eval()
+        return self.evaluate(self.preprocess(images)).exp()
+
+    def classify(self, images: Any) -> list[str]:
+        """The class name of each image file or PIL image: `model.classify("digit.png")` -> ["7"]."""
+        return [self.class_names[i] for i in self.probabilities(images).argmax(dim=1).tolist()]
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
@@ -170,9 +198,9 @@ class PredictionCSVWriter(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
-        probs = torch.cat(list(predictions)).float().cpu()
+        probs = torch.cat([p["probabilities"] for p in predictions]).float().cpu()
         names = getattr(pl_module, "class_names", [str(i) for i in range(probs.shape[1])])
-        paths: list[Path] = trainer.datamodule.predict_paths
+        paths = [path for p in predictions for path in p["paths"]]
         rows = (
             [str(p), names[int(row.argmax())], *(f"{v:.6f}" for v in row.tolist())]
             for p, row in zip(paths, probs, strict=True)
@@ -191,6 +219,9 @@ class ResNetCLI(TaskCLI):
         ("data.num_classes", "model.net.num_classes"),
         ("data.in_channels", "model.net.in_channels"),
         ("data.class_names", "model.class_names"),
+        ("data.image_size", "model.image_size"),
+        ("data.mean", "model.mean"),
+        ("data.std", "model.std"),
     )
     writer = PredictionCSVWriter
     divergence_hint = "pre-activation blocks (--model.net.placement=pre)"

@@ -1,8 +1,10 @@
-"""A small GPT on digit-sequence tasks: `python -m tasks.transformer fit` learns 3-digit addition.
+"""A small GPT on digit sequences, or on any text: `python -m tasks.transformer fit` learns 3-digit addition.
 
 python -m tasks.transformer fit                                        # 4 layers, width 128, pre-norm
 python -m tasks.transformer fit --model.net.placement=post --model.net.layers=12
 python -m tasks.transformer predict --ckpt_path <ckpt> --data.prompts='["123+456=", "9+9="]'   # -> <run>/answers.csv
+python -m tasks.transformer fit --data.text_file=notes.txt             # a byte-level language model of a text
+python -m tasks.transformer predict --ckpt_path <ckpt> --data.prompts='["def add("]'          # continues the prompt
 """
 
 from __future__ import annotations
@@ -23,20 +25,29 @@ from residual_kit.models.gpt import GPTConfig
 from tasks.core.cli import TaskCLI, run
 from tasks.core.module import NetworkCheckpoint
 from tasks.core.outputs import resolve_output, write_csv
-from tasks.data.digit_text import DigitTaskDataModule
+from tasks.data.digit_text import DigitTask, Task, Tokenizer
+from tasks.data.sequences import SequenceDataModule, Vocabulary
 
 
 class DigitTransformer(NetworkCheckpoint, pl.LightningModule):
-    """GPT trained on the answer tokens of digit problems; evaluated by greedy generation.
+    """GPT trained on the answer tokens of digit problems (evaluated by greedy generation), or on every byte of a
+    text (evaluated in bits per byte, sampled for its continuations).
 
     Args:
         net: the GPT (`--model.net.layers`, `--model.net.placement`, ...; see `GPTConfig`); its `vocab_size`
             and `block_size` are linked from the data module.
         prompt_len: prompt tokens of every problem (linked).
-        answer_len: answer tokens, end token included (linked).
+        answer_len: answer tokens, end token included; of a text model, the bytes of a continuation (linked).
         lr: AdamW peak learning rate.
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up steps (0: none), then cosine decay to 10% of lr.
+        vocabulary: "digits" (the digit problems' tokens) or "bytes" (a text model) (linked).
+        task: the digit task, "add", "sort" or "reverse" (linked); with its `digits` and `reverse_answer`, what
+            reads a prompt and writes an answer, saved with the model.
+        digits: operand width (linked).
+        reverse_answer: sums written least significant digit first (linked).
+        temperature: a text model's sampling temperature for continuations (0: greedy).
+        top_k: sample among the k most likely bytes (None: all).
     """
 
     def __init__(
@@ -47,10 +58,19 @@ class DigitTransformer(NetworkCheckpoint, pl.LightningModule):
         lr: float = 2e-3,
         weight_decay: float = 0.1,
         warmup_steps: int = 100,
+        vocabulary: Vocabulary = "digits",
+        task: Task = "add",
+        digits: int = 3,
+        reverse_answer: bool = True,
+        temperature: float = 0.8,
+        top_k: int | None = 20,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = net.build()
+        self.text = vocabulary == "bytes"
+        self.tokenizer = None if self.text else Tokenizer()
+        self.task = None if self.text else DigitTask(task, digits, reverse_answer)
         vocab_size = net.vocab_size
         self.metrics = torch.nn.ModuleDict(
             {
@@ -81,6 +101,11 @@ class DigitTransformer(NetworkCheckpoint, pl.LightningModule):
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
         x, y = batch
         logits = self(x)
+        if self.text:  # bits per byte, every byte weighed alike
+            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
+            self.log(f"{split}/loss", loss, sync_dist=True, prog_bar=True)
+            self.log(f"{split}/bpb", loss / math.log(2), sync_dist=True)
+            return
         m = self.metrics
         m[f"{split}_token_acc"](logits.flatten(0, 1), y.flatten())
         m[f"{split}_ppl"](logits, y)
@@ -96,19 +121,13 @@ class DigitTransformer(NetworkCheckpoint, pl.LightningModule):
             self._keep_examples(x[:, :p], generated, target, exact)
 
     def _keep_examples(self, prompts: torch.Tensor, got: torch.Tensor, want: torch.Tensor, exact: torch.Tensor) -> None:
-        dm = self.trainer.datamodule
+        tok, task = self.tokenizer, self.task
         for i in range(len(prompts)):
             ok = "right" if exact[i] else "wrong"
             if sum(e[0] == ok for e in self.examples) < 5:
-                prompt = dm.tokenizer.decode(prompts[i].tolist())
-                self.examples.append(
-                    (
-                        ok,
-                        prompt,
-                        f"{dm.task.read_answer(dm.tokenizer.decode(got[i].tolist()))} "
-                        f"(expected {dm.task.read_answer(dm.tokenizer.decode(want[i].tolist()))})",
-                    )
-                )
+                answer = f"{task.read_answer(tok.decode(got[i].tolist()))} "
+                expected = f"(expected {task.read_answer(tok.decode(want[i].tolist()))})"
+                self.examples.append((ok, tok.decode(prompts[i].tolist()), answer + expected))
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -123,9 +142,30 @@ class DigitTransformer(NetworkCheckpoint, pl.LightningModule):
         for ok, prompt, answer in sorted(self.examples):
             rank_zero_info(f"{ok:>5}: {prompt}{answer}")
 
-    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        prompts, _ = batch
-        return self.answer(prompts)
+    def predict_step(self, batch: list[str], batch_idx: int) -> list[tuple[str, str]]:
+        return list(zip(batch, self.complete(batch), strict=True))
+
+    # --- use from Python ---
+    @torch.no_grad()
+    def complete(self, prompts: str | list[str], seed: int = 0) -> list[str]:
+        """The answer to each digit prompt ("123+456=" -> "579"), or a text model's continuation of each prompt
+        (`answer_len` bytes, sampled with `temperature` and `top_k` from `seed`)."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        self.eval()
+        if not self.text:
+            tok, task = self.tokenizer, self.task
+            ids = torch.tensor([tok.encode(task.prompt(task.parse_prompt(p))) for p in prompts], device=self.device)
+            return [task.read_answer(tok.decode(row.tolist())) for row in self.answer(ids)]
+        h, out = self.hparams, []
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        for prompt in prompts:
+            ids = torch.tensor([list(prompt.encode())], device=self.device)[:, -(self.net.block_size - 1) :]
+            if ids.shape[1] == 0:
+                raise ValueError("a text model continues a prompt: give at least one character")
+            new = min(h.answer_len, self.net.block_size - ids.shape[1])
+            tokens = self.net.generate(ids, new, temperature=h.temperature, top_k=h.top_k, generator=generator)
+            out.append(bytes(tokens[0, ids.shape[1] :].tolist()).decode("utf-8", errors="replace"))
+        return out
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
@@ -149,7 +189,7 @@ class DigitTransformer(NetworkCheckpoint, pl.LightningModule):
 
 
 class AnswerWriter(BasePredictionWriter):
-    """Print each prompt with its answer and write them to a CSV.
+    """Print each prompt with its answer (or continuation) and write them to a CSV.
 
     Args:
         output: CSV file to write (replaced atomically); default `answers.csv` in the run folder.
@@ -160,9 +200,7 @@ class AnswerWriter(BasePredictionWriter):
         self.output = output
 
     def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: Any, predictions: Any, batch_indices: Any) -> None:
-        dm: DigitTaskDataModule = trainer.datamodule
-        answers = [dm.task.read_answer(dm.tokenizer.decode(row.tolist())) for row in torch.cat(list(predictions))]
-        rows = list(zip(dm.predict_prompts, answers, strict=True))
+        rows = [row for batch in predictions for row in batch]
         for prompt, answer in rows:
             print(f"{prompt.strip()} {answer}")
         out = write_csv(resolve_output(trainer, self.output, "answers.csv"), ["prompt", "answer"], rows)
@@ -170,7 +208,7 @@ class AnswerWriter(BasePredictionWriter):
 
 
 class TransformerCLI(TaskCLI):
-    task, model_class, datamodule_class = "transformer", DigitTransformer, DigitTaskDataModule
+    task, model_class, datamodule_class = "transformer", DigitTransformer, SequenceDataModule
     max_epochs = -1
     trainer_overrides = {"max_steps": 800, "val_check_interval": 200, "check_val_every_n_epoch": None,
                          "gradient_clip_val": 1.0}  # fmt: skip
@@ -180,7 +218,20 @@ class TransformerCLI(TaskCLI):
         ("data.block_size", "model.net.block_size"),
         ("data.prompt_len", "model.prompt_len"),
         ("data.answer_len", "model.answer_len"),
+        ("data.vocabulary", "model.vocabulary"),
+        ("data.task", "model.task"),
+        ("data.digits", "model.digits"),
+        ("data.reverse_answer", "model.reverse_answer"),
     )
+
+    def before_instantiate_classes(self) -> None:
+        """A text model is chosen by its held-out loss (a digit model by its exact answers), unless the command
+        line says otherwise."""
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        if config["data"].get("text_file") and config["checkpoint"]["monitor"] == self.monitor:
+            config["checkpoint"]["monitor"], config["checkpoint"]["mode"] = "val/loss", "min"
+            config["checkpoint"]["filename"] = "best-step{step}-loss{val/loss:.4f}"
+
     writer = AnswerWriter
     divergence_hint = "pre-norm (--model.net.placement=pre)"
 

@@ -358,7 +358,7 @@ def test_shape_mismatch_names_both_shapes_and_the_fix():
     [
         ({"placement": "middle"}, "'pre', 'post', 'sandwich', 'deepnorm'"),
         ({"shortcut": "skip"}, "'identity', 'pad', 'projection'"),
-        ({"merge": "mul"}, "'add', 'concat', 'gate', 'none'"),
+        ({"merge": "mul"}, "'add', 'concat', 'gate', 'laurel_lr', 'laurel_rw', 'none'"),
         ({"scale": "huge"}, "'layerscale', 'learnable', 'rezero'"),
         ({"activation": "swish"}, "'gelu', 'relu'"),
         ({"data_format": "NHWC"}, "'channels_last', 'channels_first'"),

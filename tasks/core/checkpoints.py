@@ -95,9 +95,9 @@ def check_checkpoint(path: str | Path, model: torch.nn.Module, task: str) -> Non
         )
 
 
-def check_hyperparameters(path: str | Path, model_class: type, task: str) -> dict[str, Any]:
+def check_hyperparameters(path: str | Path, model_class: type, task: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Refuse a checkpoint that cannot be read, of an earlier version, or whose hyperparameters `model_class` does
-    not take; return them (Lightning's private `_*` entries left out)."""
+    not take; return them and its data module's (Lightning's private `_*` entries left out)."""
     state = _load(Path(path), weights_only=True)
     if ENTRY not in state:
         raise ValueError(
@@ -106,8 +106,9 @@ def check_hyperparameters(path: str | Path, model_class: type, task: str) -> dic
         )
     hparams = state.get("hyper_parameters", {})
     ours = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    data = {k: v for k, v in state.get("datamodule_hyper_parameters", {}).items() if not k.startswith("_")}
     if "_class_path" in hparams:  # subclass mode: the parser checks the class itself
-        return ours
+        return ours, data
     accepted = set(inspect.signature(model_class).parameters)
     foreign = sorted(k for k in ours if k not in accepted)
     if foreign:
@@ -116,7 +117,7 @@ def check_hyperparameters(path: str | Path, model_class: type, task: str) -> dic
             f"{', '.join(foreign[:4])}, which {model_class.__name__} does not take. Pass a checkpoint written by "
             f"`python -m tasks.{task} fit`."
         )
-    return ours
+    return ours, data
 
 
 __all__ = ["AtomicCheckpointIO", "check_checkpoint", "check_hyperparameters", "find_last_checkpoint", "last_checkpoint"]

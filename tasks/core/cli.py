@@ -8,6 +8,7 @@ LightningCLI's `--optimizer` (each task builds its own optimiser from `--model.*
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -23,7 +24,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.io import CheckpointIO
 
-from tasks.core.callbacks import DivergenceError, DivergenceGuard, ReproducibleEpochs
+from tasks.core.callbacks import DivergenceError
 from tasks.core.checkpoints import (
     AtomicCheckpointIO,
     check_checkpoint,
@@ -31,7 +32,9 @@ from tasks.core.checkpoints import (
     find_last_checkpoint,
     last_checkpoint,
 )
+from tasks.core.curves import LearningCurves
 from tasks.core.deprecations import check_renamed, dotted_keys
+from tasks.core.trainer import guard_callbacks
 
 
 class _DropTip(logging.Filter):
@@ -115,24 +118,29 @@ class TaskCLI(LightningCLI):
             parser.add_lightning_class_args(self.writer, "predictions")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        check_old_options(sys.argv[1:] if args is None else args, self.task)
+        args = find_configs(sys.argv[1:] if args is None else list(args))
+        check_old_options(args, self.task)
         self._args = args
         super().parse_arguments(parser, args)
 
     def _parse_ckpt_path(self) -> None:
-        """A checkpoint's hyperparameters become the defaults of `--model.*`, and what the user wrote (on the
-        command line or in a `--config` file) overrides them: `test --ckpt_path X --model.truncation=2`
-        samples with truncation. Lightning merges them over the whole config instead, which silently
-        dropped every `--model.*` given beside `--ckpt_path` (Lightning PR #21455). A checkpoint that is
-        unreadable or of another task fails here with one line, not a traceback or a parser error."""
+        """A checkpoint's hyperparameters (the model's and its data module's) become the defaults of `--model.*`
+        and `--data.*`, and what the user wrote (on the command line or in a `--config` file) overrides them:
+        `test --ckpt_path X --model.sampling.truncation=2` samples with truncation, and `predict --ckpt_path X` of a
+        text model reads its prompts as that text's bytes. Lightning merges them over the whole config instead,
+        which silently dropped every `--model.*` given beside `--ckpt_path` (Lightning PR #21455). A checkpoint
+        that is unreadable, of an earlier version or of another task fails here with one line."""
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not (path and Path(path).is_file()):
             return
-        hparams = check_hyperparameters(path, self.model_class, self.task)
-        if not hparams:
+        hparams, data = check_hyperparameters(path, self.model_class, self.task)
+        taken = set(inspect.signature(self.datamodule_class).parameters)
+        defaults = {f"model.{k}": v for k, v in hparams.items()}
+        defaults |= {f"data.{k}": v for k, v in data.items() if k in taken}
+        if not defaults:
             return
-        self._parser(subcommand).set_defaults({f"model.{k}": v for k, v in hparams.items()})
+        self._parser(subcommand).set_defaults(defaults)
         super().parse_arguments(self.parser, self._args)  # again, over the new defaults
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
@@ -159,10 +167,11 @@ class TaskCLI(LightningCLI):
             ours.append(RichProgressBar(leave=True))
         if config.get("logger") is not False:
             ours.append(LearningRateMonitor(logging_interval="epoch"))
-        if settings.get("divergence_guard", True):
-            ours.append(DivergenceGuard(hint=self.divergence_hint))
-        if settings.get("reproducible_epochs", True):
-            ours.append(ReproducibleEpochs())
+        if self.subcommand == "fit" and not config.get("fast_dev_run"):
+            ours.append(LearningCurves(self.monitor))
+        ours += guard_callbacks(
+            self.divergence_hint, settings.get("divergence_guard", True), settings.get("reproducible_epochs", True)
+        )
         if config.get("enable_checkpointing") is not False:
             best = next((c for c in chosen if isinstance(c, ModelCheckpoint)), None)
             ours.append(last_checkpoint(best.dirpath if best else None))
@@ -229,6 +238,27 @@ def check_old_options(args: list[str], task: str) -> None:
         if isinstance(content, dict):
             keys = list(dotted_keys(content))
             check_renamed(task, keys + [k.split(".", 1)[1] for k in keys if "." in k], where=f"{path}: ")
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+"""The shipped configs, installed with the package: `--config mnist_resnet20` finds `configs/mnist_resnet20.yaml`."""
+
+
+def find_configs(args: list[str]) -> list[str]:
+    """`--config NAME` (or `configs/NAME.yaml` outside a checkout) -> the shipped config of that name, where
+    NAME is not a file here; every other argument as it was."""
+    out, follows = [], False
+    for arg in args:
+        if follows or arg.startswith("--config="):
+            value = arg.split("=", 1)[1] if not follows else arg
+            if not Path(value).is_file():
+                name = Path(value).name
+                shipped = next((CONFIGS / n for n in (name, f"{name}.yaml") if (CONFIGS / n).is_file()), None)
+                value = str(shipped) if shipped else value
+            arg = value if follows else f"--config={value}"
+        follows = arg in ("--config", "-c")
+        out.append(arg)
+    return out
 
 
 def _config_files(args: list[str]) -> list[str]:

@@ -104,18 +104,25 @@ class StripFiles(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        path = self.paths[i]
-        img = open_image(path, "L")
-        w, h = img.size
-        if h != 28 or w > self.width:
-            raise ValueError(
-                f"{path} is {w}x{h} but strips are 28 pixels high and at most {self.width} wide: "
-                f"scale it to height 28 (white digits on black, as MNIST), or train with --data.width={w}"
-            )
-        canvas = torch.zeros(28, self.width, dtype=torch.uint8)
-        canvas[:, :w] = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
-        return normalize(canvas), i
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        return strip_tensor(self.paths[i], self.width), str(self.paths[i])
+
+
+def strip_tensor(image: Any, width: int) -> torch.Tensor:
+    """A strip (an image file or PIL image, 28 pixels high, at most `width` wide) as the reader's normalised input
+    (1, 28, width), padded with black on the right; or a ValueError that says what is wrong."""
+    from PIL import Image
+
+    img = image.convert("L") if isinstance(image, Image.Image) else open_image(Path(image), "L")
+    w, h = img.size
+    if h != 28 or w > width:
+        raise ValueError(
+            f"{getattr(image, 'filename', None) or image} is {w}x{h} but strips are 28 pixels high and at most "
+            f"{width} wide: scale it to height 28 (white digits on black, as MNIST), or train with --data.width={w}"
+        )
+    canvas = torch.zeros(28, width, dtype=torch.uint8)
+    canvas[:, :w] = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
+    return normalize(canvas)
 
 
 def collate(batch: list[tuple[torch.Tensor, torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -127,7 +134,7 @@ class DigitStripDataModule(SplitDataModule):
     """Strips of 1 to `max_digits` handwritten digits for sequence reading (CTC).
 
     Args:
-        source: where the MNIST digits come from: "auto", "folder", "download" or "embedded".
+        source: where the MNIST digits come from: None (the embedded 5k subset), "auto", "folder" or "download".
         root: folder that holds (or will hold) MNIST.
         min_digits: fewest digits per strip.
         max_digits: most digits per strip.
@@ -142,7 +149,7 @@ class DigitStripDataModule(SplitDataModule):
 
     def __init__(
         self,
-        source: Source = "auto",
+        source: Source | None = None,
         root: str = "data",
         min_digits: int = 1,
         max_digits: int = 5,

