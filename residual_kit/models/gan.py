@@ -25,6 +25,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 from ..conditioned import ConditionalNorm
 from ..registry import Registry
 from ..residual import Residual
+from .critic import Critic
+from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .options import ResidualOptions
 
 
@@ -120,40 +122,6 @@ class ResNetGenerator(nn.Module):
         return self.out(h)
 
 
-class Critic(nn.Module):
-    """The head both discriminators share: D(x, y) = w^T h + <embed(y), h> (projection) over pooled features h.
-
-    A conditional critic also has a class head, logits = V h: the auxiliary classifier of AC-GAN
-    (Odena et al. 2017), used only when the GAN's `aux_weight` is above zero. An unconditional critic
-    with `codes` has the same head without the projection: InfoGAN's Q (Chen et al. 2016), which
-    recovers the generator's categorical code from its digit.
-    """
-
-    def head(self, features: int, num_classes: int = 0, codes: int = 0) -> None:
-        """Build the head; subclasses call it after their feature layers (which keeps their init order)."""
-        self.fc = spectral_norm(nn.Linear(features, 1))
-        self.embed = spectral_norm(nn.Embedding(num_classes, features)) if num_classes else None
-        k = num_classes or codes
-        self.classifier = spectral_norm(nn.Linear(features, k)) if k else None
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images -> pooled features h, (B, features)."""
-        raise NotImplementedError
-
-    def score_and_logits(
-        self, x: torch.Tensor, y: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Critic scores (B,) and, with a class or code head, its logits (B, classes) from one pass."""
-        h = self.features(x)
-        out = self.fc(h).squeeze(1)
-        if self.embed is not None:
-            out = out + (self.embed(y) * h).sum(dim=1)  # the projection term
-        return out, None if self.classifier is None else self.classifier(h)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.score_and_logits(x, y)[0]
-
-
 class ResNetDiscriminator(Critic):
     """images (B, image_channels, 28, 28) [and labels] -> critic scores (B,).
 
@@ -179,42 +147,6 @@ class ResNetDiscriminator(Critic):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.blocks(x)).sum(dim=(2, 3))  # (B, W)
-
-
-class DCGANGenerator(nn.Module):
-    """The plain baseline: z -> 7x7 -> transposed convs to 28x28, BN-ReLU between, no shortcut."""
-
-    def __init__(self, z_dim: int = 128, channels: int = 64, num_classes: int = 0, image_channels: int = 1) -> None:
-        super().__init__()
-        self.z_dim, self.num_classes, self.channels = z_dim, num_classes, channels
-        self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None
-        self.fc = nn.Sequential(nn.Linear(z_dim, 7 * 7 * 2 * channels), nn.BatchNorm1d(7 * 7 * 2 * channels), nn.ReLU())
-        self.net = nn.Sequential(
-            nn.ConvTranspose2d(2 * channels, channels, 4, 2, 1), nn.BatchNorm2d(channels), nn.ReLU(),  # 14x14
-            nn.ConvTranspose2d(channels, channels, 4, 2, 1), nn.BatchNorm2d(channels), nn.ReLU(),  # 28x28
-            nn.Conv2d(channels, image_channels, 3, padding=1), nn.Tanh(),
-        )  # fmt: skip
-
-    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.embed is not None:
-            z = z * self.embed(y)
-        return self.net(self.fc(z).view(-1, 2 * self.channels, 7, 7))
-
-
-class DCGANDiscriminator(Critic):
-    """The plain baseline critic: strided convs with LeakyReLU, spectrally normalised, projection if conditional."""
-
-    def __init__(self, channels: int = 64, num_classes: int = 0, image_channels: int = 1, codes: int = 0) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            spectral_norm(nn.Conv2d(image_channels, channels, 4, 2, 1)), nn.LeakyReLU(0.1),  # 14x14
-            spectral_norm(nn.Conv2d(channels, 2 * channels, 4, 2, 1)), nn.LeakyReLU(0.1),  # 7x7
-            spectral_norm(nn.Conv2d(2 * channels, 2 * channels, 3, 1, 1)), nn.LeakyReLU(0.1),
-        )  # fmt: skip
-        self.head(2 * channels, num_classes, codes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).sum(dim=(2, 3))  # (B, 2W)
 
 
 class GAN(nn.Module):
