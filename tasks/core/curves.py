@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pytorch_lightning as pl
@@ -13,17 +14,20 @@ from tasks.core.outputs import pyplot, run_dir, save_figure
 
 class LearningCurves(Callback):
     """Keep every logged training loss and validation metric with its step, and draw them into
-    `<run folder>/curves.png` after each validation and at the end of `fit`: the losses on one panel (log scale),
-    the task's `metric` (the checkpoint's monitor) on the other.
+    `<run folder>/curves.png` at the end of `fit`, and after a validation when `every_s` seconds have passed since
+    the last drawing (a long run shows its progress; a short one pays for one drawing): the losses on one panel
+    (log scale), the task's `metric` (the checkpoint's monitor) on the other.
 
     Args:
         metric: the validation metric drawn beside the losses, e.g. "val/acc".
         filename: the PNG's name in the run folder.
+        every_s: the least time between two drawings during training.
     """
 
-    def __init__(self, metric: str, filename: str = "curves.png") -> None:
-        self.metric, self.filename = metric, filename
+    def __init__(self, metric: str, filename: str = "curves.png", every_s: float = 120.0) -> None:
+        self.metric, self.filename, self.every_s = metric, filename, every_s
         self.points: dict[str, list[tuple[int, float]]] = {}
+        self._drawn = time.monotonic()
 
     def _keep(self, trainer: pl.Trainer, keys: Any) -> None:
         for key in keys:
@@ -38,12 +42,14 @@ class LearningCurves(Callback):
         if trainer.sanity_checking:
             return
         self._keep(trainer, [k for k in trainer.callback_metrics if k.startswith("val/")])
-        self.draw(trainer)
+        if time.monotonic() - self._drawn > self.every_s:
+            self.draw(trainer)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.draw(trainer)
 
     def draw(self, trainer: pl.Trainer) -> None:
+        self._drawn = time.monotonic()
         if not trainer.is_global_zero or not self.points:
             return
         plt = pyplot()
