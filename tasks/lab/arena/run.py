@@ -70,6 +70,9 @@ def arena(
 ) -> Path:
     """Every residual design on the same GPT, text, budget and seeds, each at its own best learning rate.
 
+    Sized for a GPU: --designs all --dim 512 --depth 12 --block_size 256 --batch_size 64 --steps 4000
+    --precision bf16-mixed --workers 4 (several runs at once share the device).
+
     Args:
         designs: names from `tasks.lab.arena.designs.DESIGNS`, or ["all"]; default: its `DEFAULT`.
         depth: GPT layers (each an attention and an MLP sub-layer).

@@ -124,12 +124,12 @@ def stability(
     }
     results = run_all(todo, probe_design, folder / "runs", workers, resume, lambda s: s["depth"])
     rows = []
-    for r in results.values():
+    for r in sorted(results.values(), key=lambda r: (designs.index(r["design"]), r["depth"])):
         row = {"design": r["design"], "layers": r["depth"], "diverged at": r["diverged at"]}
         for when in ("init", "trained"):
             rms, grad = r.get(f"rms_{when}"), r.get(f"grad_{when}")
             row[f"last-layer RMS, {when}"] = f"{rms[-1]:.3g}" if rms else "—"
-            row[f"grad first/last, {when}"] = f"{grad[0] / grad[-1]:.3g}" if grad else "—"
+            row[f"‖dL/dx‖ first / last layer, {when}"] = f"{grad[0] / grad[-1]:.3g}" if grad else "—"
             gain = r.get(f"gain_forward_{when}")
             row[f"max mixing gain, {when}"] = f"{max(gain):.3g}" if gain else "—"
         rows.append(row)
