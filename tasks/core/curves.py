@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback
 
 from tasks.core.outputs import pyplot, run_dir, save_figure
@@ -26,14 +27,15 @@ class LearningCurves(Callback):
 
     def __init__(self, metric: str, filename: str = "curves.png", every_s: float = 120.0) -> None:
         self.metric, self.filename, self.every_s = metric, filename, every_s
-        self.points: dict[str, list[tuple[int, float]]] = {}
+        self.points: dict[str, list[tuple[int, torch.Tensor]]] = {}
         self._drawn = time.monotonic()
 
     def _keep(self, trainer: pl.Trainer, keys: Any) -> None:
+        # kept as tensors: reading a GPU scalar every step would wait for the device; `draw` reads them at once
         for key in keys:
             value = trainer.callback_metrics.get(key)
-            if value is not None and value.numel() == 1 and math.isfinite(float(value)):
-                self.points.setdefault(key, []).append((trainer.global_step, float(value)))
+            if value is not None and value.numel() == 1:
+                self.points.setdefault(key, []).append((trainer.global_step, value.detach().reshape(()).clone()))
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self._keep(trainer, [k for k in trainer.callback_metrics if k.startswith("train/") and "loss" in k])
@@ -55,7 +57,9 @@ class LearningCurves(Callback):
         plt = pyplot()
         fig, (losses, metric) = plt.subplots(1, 2, figsize=(12, 4))
         for key, points in sorted(self.points.items()):
-            steps, values = zip(*points, strict=True)
+            steps, values = finite(points)
+            if not steps:
+                continue
             if "loss" in key:
                 losses.plot(steps, values, label=key, marker="" if key.startswith("train/") else "o")
             elif key == self.metric:
@@ -66,6 +70,13 @@ class LearningCurves(Callback):
             if ax.lines:
                 ax.legend(fontsize=8)
         save_figure(fig, run_dir(trainer) / self.filename)
+
+
+def finite(points: list[tuple[int, Any]]) -> tuple[list[int], list[float]]:
+    """The steps and values (as floats, read in one transfer) of the points whose value is finite."""
+    values = torch.stack([value.float() for _, value in points]).tolist()
+    kept = [(step, v) for (step, _), v in zip(points, values, strict=True) if math.isfinite(v)]
+    return [step for step, _ in kept], [v for _, v in kept]
 
 
 __all__ = ["LearningCurves"]
