@@ -230,7 +230,7 @@ def check_old_options(args: list[str], task: str) -> None:
         if key.startswith("--"):
             keys.append(key.removeprefix("--"))
     check_renamed(task, keys)
-    for path in _config_files(args):
+    for _, path in _config_arguments(args):
         try:
             content = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError):
@@ -247,28 +247,30 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def find_configs(args: list[str]) -> list[str]:
     """`--config NAME` (or `configs/NAME.yaml` outside a checkout) -> the shipped config of that name, where
     NAME is not a file here; every other argument as it was."""
-    out, follows = [], False
-    for arg in args:
-        if follows or arg.startswith("--config="):
-            value = arg.split("=", 1)[1] if not follows else arg
-            if not Path(value).is_file():
-                name = Path(value).name
-                shipped = next((CONFIGS / n for n in (name, f"{name}.yaml") if (CONFIGS / n).is_file()), None)
-                value = str(shipped) if shipped else value
-            arg = value if follows else f"--config={value}"
-        follows = arg in ("--config", "-c")
-        out.append(arg)
+    out = list(args)
+    for i, value in _config_arguments(args):
+        shipped = shipped_config(value)
+        out[i] = shipped if args[i] == value else f"--config={shipped}"
     return out
 
 
-def _config_files(args: list[str]) -> list[str]:
-    files = []
+def shipped_config(value: str) -> str:
+    """`value` if it is a file here, else the shipped config named by it (with or without `.yaml`), else `value`."""
+    if Path(value).is_file():
+        return value
+    name = Path(value).name
+    return next((str(CONFIGS / n) for n in (name, f"{name}.yaml") if (CONFIGS / n).is_file()), value)
+
+
+def _config_arguments(args: list[str]) -> list[tuple[int, str]]:
+    """(position, file) of every config the arguments name: `--config F`, `-c F` or `--config=F`."""
+    found = []
     for i, arg in enumerate(args):
         if arg in ("--config", "-c") and i + 1 < len(args):
-            files.append(args[i + 1])
+            found.append((i + 1, args[i + 1]))
         elif arg.startswith("--config="):
-            files.append(arg.split("=", 1)[1])
-    return files
+            found.append((i, arg.split("=", 1)[1]))
+    return found
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (DivergenceError, FileNotFoundError, ValueError, TypeError)
