@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from .images import ImageDataModule
 from .sources import DATASETS, Source
+from .wrapped import WrappedDataModule
 
 
 def to_tanh_range(images: torch.Tensor) -> torch.Tensor:
@@ -16,7 +16,7 @@ def to_tanh_range(images: torch.Tensor) -> torch.Tensor:
     return (images * mnist.std[0] + mnist.mean[0]) * 2 - 1
 
 
-class GANDataModule(pl.LightningDataModule):
+class GANDataModule(WrappedDataModule):
     """MNIST digits (no augmentation) for training and evaluation; seeded noise (and labels) for `predict`.
 
     Args:
@@ -41,31 +41,10 @@ class GANDataModule(pl.LightningDataModule):
         if labels is not None and not all(0 <= y <= 9 for y in labels):
             raise ValueError(f"labels={labels}: each label is a digit from 0 to 9")
         self.save_hyperparameters()
-        self._digits: ImageDataModule | None = None
 
-    @property
-    def digits(self) -> ImageDataModule:
-        # built here, not in __init__: Lightning's save_hyperparameters would read this __init__'s arguments
-        if self._digits is None:
-            h = self.hparams
-            self._digits = ImageDataModule("mnist", h.source, h.root, h.batch_size, augment=False)
-        return self._digits
-
-    def prepare_data(self) -> None:
-        self.digits.prepare_data()
-
-    def setup(self, stage: str) -> None:
-        if stage != "predict":
-            self.digits.setup(stage)
-
-    def train_dataloader(self) -> DataLoader:
-        return self.digits.train_dataloader()
-
-    def val_dataloader(self) -> DataLoader:
-        return self.digits.val_dataloader()
-
-    def test_dataloader(self) -> DataLoader:
-        return self.digits.test_dataloader()
+    def build_inner(self) -> ImageDataModule:
+        h = self.hparams
+        return ImageDataModule("mnist", h.source, h.root, h.batch_size, augment=False)
 
     def predict_dataloader(self) -> DataLoader:
         """(seed, label, asked) per digit to draw: the noise of digit i comes from seed (predict_seed, i), its label

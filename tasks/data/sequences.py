@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from .char_text import CharTextDataModule
 from .digit_text import DigitTask, DigitTaskDataModule, Task, Tokenizer
+from .wrapped import WrappedDataModule
 
 
-class SequenceDataModule(pl.LightningDataModule):
+class SequenceDataModule(WrappedDataModule):
     """Digit problems (`task`), or, with `text_file`, a byte-level language model's windows of that text.
 
     Args:
@@ -49,7 +50,6 @@ class SequenceDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self._inner: Any = None
         if text_file is None:
             problems = DigitTask(task, digits, reverse_answer)
             self.vocabulary, self.vocab_size = "digits", Tokenizer().vocab_size
@@ -61,24 +61,16 @@ class SequenceDataModule(pl.LightningDataModule):
         self.task, self.digits, self.reverse_answer = task, digits, reverse_answer
         self.predict_prompts: list[str] = []
 
-    @property
-    def inner(self) -> Any:
-        """The digit problems' or the text's data module, built here and not in `__init__`, whose arguments
-        Lightning's `save_hyperparameters` would otherwise take for its own."""
-        if self._inner is None:
-            h = self.hparams
-            if h.text_file is None:
-                self._inner = DigitTaskDataModule(h.task, h.digits, h.reverse_answer, h.num_train, h.num_val or 1_000,
-                                                  h.num_test, h.batch_size, h.seed)  # fmt: skip
-            else:
-                self._inner = CharTextDataModule(
-                    h.text_file, h.block_size, h.batch_size, h.num_train, None, seed=h.seed
-                )
-        return self._inner
+    def build_inner(self) -> pl.LightningDataModule:
+        h = self.hparams
+        if h.text_file is None:
+            return DigitTaskDataModule(h.task, h.digits, h.reverse_answer, h.num_train, h.num_val or 1_000,
+                                       h.num_test, h.batch_size, h.seed)  # fmt: skip
+        return CharTextDataModule(h.text_file, h.block_size, h.batch_size, h.num_train, None, seed=h.seed)
 
     def setup(self, stage: str) -> None:
         if stage != "predict":
-            self.inner.setup(stage)
+            super().setup(stage)
             return
         h = self.hparams
         lines = list(h.prompts or [])
@@ -90,15 +82,6 @@ class SequenceDataModule(pl.LightningDataModule):
         if not lines:
             raise ValueError("predict needs prompts: --data.prompts='[\"123+456=\"]' or --data.prompts_file=<file>")
         self.predict_prompts = lines
-
-    def train_dataloader(self) -> DataLoader:
-        return self.inner.train_dataloader()
-
-    def val_dataloader(self) -> DataLoader:
-        return self.inner.val_dataloader()
-
-    def test_dataloader(self) -> DataLoader:
-        return self.inner.test_dataloader()
 
     def predict_dataloader(self) -> DataLoader:
         """The prompts as strings: the model parses and encodes them itself (it owns its tokenizer)."""
