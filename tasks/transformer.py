@@ -223,6 +223,8 @@ class TransformerCLI(TaskCLI):
         ("data.digits", "model.digits"),
         ("data.reverse_answer", "model.reverse_answer"),
     )
+    writer = AnswerWriter
+    divergence_hint = "pre-norm (--model.net.placement=pre)"
 
     def before_instantiate_classes(self) -> None:
         """A text model is chosen by its held-out loss (a digit model by its exact answers), unless the command
@@ -231,9 +233,6 @@ class TransformerCLI(TaskCLI):
         if config["data"].get("text_file") and config["checkpoint"]["monitor"] == self.monitor:
             config["checkpoint"]["monitor"], config["checkpoint"]["mode"] = "val/loss", "min"
             config["checkpoint"]["filename"] = "best-step{step}-loss{val/loss:.4f}"
-
-    writer = AnswerWriter
-    divergence_hint = "pre-norm (--model.net.placement=pre)"
 
 
 def cli_main(args: list[str] | None = None) -> TransformerCLI:

@@ -111,9 +111,7 @@ class StripFiles(Dataset):
 def strip_tensor(image: Any, width: int) -> torch.Tensor:
     """A strip (an image file or PIL image, 28 pixels high, at most `width` wide) as the reader's normalised input
     (1, 28, width), padded with black on the right; or a ValueError that says what is wrong."""
-    from PIL import Image
-
-    img = image.convert("L") if isinstance(image, Image.Image) else open_image(Path(image), "L")
+    img = open_image(image, "L")
     w, h = img.size
     if h != 28 or w > width:
         raise ValueError(

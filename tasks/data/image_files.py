@@ -31,10 +31,7 @@ class ImageFiles(Dataset):
 
 def image_tensor(image: Any, channels: int, size: int) -> torch.Tensor:
     """An image file or PIL image as uint8 (channels, size, size), or a ValueError that names what is wrong."""
-    from PIL import Image
-
-    mode = "L" if channels == 1 else "RGB"
-    img = image.convert(mode) if isinstance(image, Image.Image) else open_image(Path(image), mode)
+    img = open_image(image, "L" if channels == 1 else "RGB")
     if img.size != (size, size):
         raise ValueError(
             f"{getattr(image, 'filename', None) or image} is {img.size[0]}x{img.size[1]} but the model reads "
@@ -44,10 +41,12 @@ def image_tensor(image: Any, channels: int, size: int) -> torch.Tensor:
     return x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
 
 
-def open_image(path: Path, mode: str) -> Any:
-    """A PIL image in `mode` ("L", "RGB"), or a ValueError that names the file."""
+def open_image(path: Path | Any, mode: str) -> Any:
+    """An image file (or a PIL image) as a PIL image in `mode` ("L", "RGB"), or a ValueError that names the file."""
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(path, Image.Image):
+        return path.convert(mode)
     try:
         with Image.open(path) as img:
             return img.convert(mode)
