@@ -11,7 +11,7 @@ class Critic(nn.Module):
     """The head both discriminators share: D(x, y) = w^T h + <embed(y), h> (projection) over pooled features h.
 
     A conditional critic also has a class head, logits = V h: the auxiliary classifier of AC-GAN
-    (Odena et al. 2017), used only when the GAN's `aux_weight` is above zero. An unconditional critic
+    (Odena et al. 2017), used only when the condition's `loss` weight is above zero. An unconditional critic
     with `codes` has the same head without the projection: InfoGAN's Q (Chen et al. 2016), which
     recovers the generator's categorical code from its digit.
     """
