@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..residual import Placement, Residual
+from ..residual import Residual
 from ..stack import build_stack
-from .options import ResidualOptions
+from .options import ModelPlacement, ResidualOptions
 
 
 @dataclass
@@ -44,7 +44,7 @@ class LSTMConfig(ResidualOptions):
     dropout: float = 0.0
     stack: str = "plain"
     stack_options: dict[str, Any] = field(default_factory=dict)
-    placement: Placement | None = field(default="pre", kw_only=True)
+    placement: ModelPlacement | None = field(default="pre", kw_only=True)
 
     def build(self) -> LSTMStack:
         return LSTMStack(self)

@@ -16,6 +16,9 @@ from ..scale import SCALES
 
 MIX_LN_POST = 0.25  # Mix-LN's share of post-norm layers (Li et al. 2024, alpha)
 
+ModelPlacement = Placement | Literal["mix"]
+"""A model's placement: every `Residual` placement, or "mix" (Mix-LN) across its layers; one type for every config."""
+
 
 @dataclass(kw_only=True)
 class ResidualOptions:
@@ -37,7 +40,7 @@ class ResidualOptions:
             model's own), "zero_last", "gpt2", "fixup".
     """
 
-    placement: Placement | Literal["mix"] | None = None
+    placement: ModelPlacement | None = None
     norm: str = "layer"
     scale: float | str | None = None
     drop_path: float = 0.0
@@ -95,4 +98,4 @@ def _default(options: ResidualOptions, name: str) -> Any:
     return next(f.default for f in fields(options) if f.name == name)
 
 
-__all__ = ["ResidualOptions"]
+__all__ = ["ModelPlacement", "ResidualOptions"]
