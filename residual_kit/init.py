@@ -19,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from .optim import connection_parameters
 from .registry import Registry
 from .residual import Residual
 
@@ -113,9 +114,13 @@ def fixup_init_(model: nn.Module, head: nn.Module | None = None) -> float:
 def gpt2_init_(model: nn.Module, std: float = 0.02) -> int:
     """GPT-2's initialisation (Radford et al. 2019; nanoGPT's `_init_weights`): every Linear and Embedding
     weight from N(0, std), biases zero, and the last weight layer of every residual branch from
-    N(0, std / sqrt(N)), N the number of residual branches. Returns N."""
+    N(0, std / sqrt(N)), N the number of residual branches. Returns N.
+
+    The weights of a module that connects layers (`connects = True`: MUDDFormer's zero W2, LAuReL-LR's zero B,
+    a highway gate's carry bias) keep the init their design gave them, as nanoGPT keeps `c_proj`'s own."""
+    kept = {id(p) for p in connection_parameters(model).values()}
     for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Embedding)):
+        if isinstance(m, (nn.Linear, nn.Embedding)) and id(m.weight) not in kept:
             nn.init.normal_(m.weight, std=std)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)

@@ -18,6 +18,8 @@ from .layout import DataFormat, feature_axis
 class LaurelRW(nn.Module):
     """y = α·b + β·s, with learned scalars α, β from 1."""
 
+    connects, scalars = True, ("weights",)  # see residual_kit.optim
+
     fresh = True
 
     def __init__(self) -> None:
@@ -39,6 +41,8 @@ class LaurelLR(nn.Module):
         rank: r.
         data_format: where the channels are.
     """
+
+    connects = True  # A and B connect the shortcut, and B starts at zero (residual_kit.optim)
 
     fresh = True
 

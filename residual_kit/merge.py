@@ -67,6 +67,8 @@ class GatedMerge(nn.Module):
         gate_bias: initial c; negative values start the block near the carry path s.
     """
 
+    connects = True  # the gate keeps its carry bias through a model-wide init (residual_kit.optim)
+
     def __init__(self, dim: int, data_format: DataFormat = "channels_last", gate_bias: float = -1.0) -> None:
         super().__init__()
         self.data_format = check_data_format(data_format)

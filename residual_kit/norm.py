@@ -46,6 +46,8 @@ class DynamicTanh(nn.Module):
         data_format: where the channels are.
     """
 
+    scalars = ("alpha",)  # see residual_kit.optim
+
     def __init__(self, dim: int, alpha: float = 0.5, data_format: DataFormat = "channels_last") -> None:
         super().__init__()
         self.dim, self.init_alpha, self.data_format = dim, float(alpha), check_data_format(data_format)

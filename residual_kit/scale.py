@@ -30,6 +30,8 @@ class Scale(nn.Module):
 class LearnableScale(nn.Module):
     """One learnable scalar, initialised to `init`."""
 
+    scalars = ("weight",)  # see residual_kit.optim
+
     def __init__(self, init: float = 1.0) -> None:
         super().__init__()
         self.init = float(init)

@@ -20,6 +20,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.text import CharErrorRate
 
 from residual_kit.models.lstm import LSTMReaderConfig
+from residual_kit.optim import param_groups
 from tasks.core.cli import TaskCLI, run
 from tasks.core.module import NetworkCheckpoint
 from tasks.core.outputs import pyplot, resolve_output, run_dir, save_figure, write_csv
@@ -82,7 +83,8 @@ class StripReader(NetworkCheckpoint, pl.LightningModule):
         beam_width: beams kept by the beam decoder.
         strip_width: the strips' width in pixels (linked from the data module): `read` pads narrower strips to it.
         lr: AdamW peak learning rate (OneCycle).
-        weight_decay: AdamW weight decay.
+        weight_decay: AdamW weight decay of the weight matrices (`residual_kit.optim`: norms, biases, scalars and
+            connection weights take none).
     """
 
     def __init__(
@@ -170,7 +172,7 @@ class StripReader(NetworkCheckpoint, pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
-        opt = torch.optim.AdamW(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+        opt = torch.optim.AdamW(param_groups(self, h.weight_decay), lr=h.lr)
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=h.lr, total_steps=max(1, int(self.trainer.estimated_stepping_batches)), pct_start=0.15
         )

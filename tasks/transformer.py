@@ -22,9 +22,11 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import Perplexity
 
 from residual_kit.models.gpt import GPTConfig
+from residual_kit.optim import param_groups
 from tasks.core.cli import TaskCLI, run
 from tasks.core.module import NetworkCheckpoint
 from tasks.core.outputs import resolve_output, write_csv
+from tasks.core.schedule import warmup_cosine
 from tasks.data.digit_text import DigitTask, Task, Tokenizer
 from tasks.data.sequences import SequenceDataModule, Vocabulary
 
@@ -39,7 +41,9 @@ class DigitTransformer(NetworkCheckpoint, pl.LightningModule):
         prompt_len: prompt tokens of every problem (linked).
         answer_len: answer tokens, end token included; of a text model, the bytes of a continuation (linked).
         lr: AdamW peak learning rate.
-        weight_decay: AdamW weight decay.
+        weight_decay: AdamW weight decay of the weight matrices (`residual_kit.optim`: norms, biases, scalars and
+            connection weights take none).
+        scalar_lr: the learning rate of the scalars that multiply a stream (`residual_kit.optim`; None: `lr`).
         warmup_steps: linear warm-up steps (0: none), then cosine decay to 10% of lr.
         vocabulary: "digits" (the digit problems' tokens) or "bytes" (a text model) (linked).
         task: the digit task, "add", "sort" or "reverse" (linked); with its `digits` and `reverse_answer`, what
@@ -57,6 +61,7 @@ class DigitTransformer(NetworkCheckpoint, pl.LightningModule):
         answer_len: int = 5,
         lr: float = 2e-3,
         weight_decay: float = 0.1,
+        scalar_lr: float | None = None,
         warmup_steps: int = 100,
         vocabulary: Vocabulary = "digits",
         task: Task = "add",
@@ -169,22 +174,9 @@ class DigitTransformer(NetworkCheckpoint, pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
-        decay = [p for p in self.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.parameters() if p.dim() < 2]
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": h.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=h.lr,
-            betas=(0.9, 0.98),
-        )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-
-        def schedule(step: int) -> float:
-            if step < h.warmup_steps:
-                return (step + 1) / h.warmup_steps
-            progress = min(1.0, (step - h.warmup_steps) / max(1, total - h.warmup_steps))
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        groups = param_groups(self, h.weight_decay, scalar_lr=h.scalar_lr)
+        opt = torch.optim.AdamW(groups, lr=h.lr, betas=(0.9, 0.98))
+        sched = warmup_cosine(opt, h.warmup_steps, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 

@@ -20,9 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..norm import make_norm
-from ..residual import Placement
 from ..stack import build_stack
-from .options import ResidualOptions
+from .options import ModelPlacement, ResidualOptions
 
 
 @dataclass
@@ -56,7 +55,7 @@ class GPTConfig(ResidualOptions):
     stack: str = "plain"
     stack_options: dict[str, Any] = field(default_factory=dict)
     value_residual: float | Literal["learned"] | None = None
-    placement: Placement | None = field(default="pre", kw_only=True)
+    placement: ModelPlacement | None = field(default="pre", kw_only=True)
 
     def build(self) -> GPT:
         return GPT(self)
@@ -85,6 +84,8 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal
 
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention through `scaled_dot_product_attention`, with an optional KV cache."""
+
+    scalars = ("value_weights",)  # the value residual's l_1, l_2 (layers after the first)
 
     def __init__(
         self, dim: int, heads: int, dropout: float = 0.0, layer: int = 0, value_mix: float | str | None = None

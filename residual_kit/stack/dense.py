@@ -25,6 +25,8 @@ class DepthWeightedAverage(Traced, nn.Module):
         period: p, how many layers between two averages (1: after every layer).
     """
 
+    connects = True  # its weights connect layers: no weight decay, init kept (residual_kit.optim)
+
     def __init__(self, layers: Sequence[nn.Module], dilation: int = 1, period: int = 1) -> None:
         super().__init__()
         if dilation < 1 or period < 1:

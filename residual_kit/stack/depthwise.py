@@ -27,6 +27,8 @@ class DynamicDense(Traced, nn.Module):
         dim: width D.
     """
 
+    connects = True  # its weights connect layers: no weight decay, init kept (residual_kit.optim)
+
     def __init__(self, layers: Sequence[nn.Module], dim: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
@@ -60,6 +62,8 @@ class AttentionResiduals(Traced, nn.Module):
         layers: the layers, each a `Residual` or a module of `Residual` sub-layers.
         dim: width D.
     """
+
+    connects = True  # its weights connect layers: no weight decay, init kept (residual_kit.optim)
 
     design = "attnres"
 

@@ -25,6 +25,10 @@ class FracConnections(Traced, nn.Module):
         dynamic: the input-dependent form.
     """
 
+    scalars = ("s_alpha", "s_beta")
+
+    connects = True  # its weights connect layers: no weight decay, init kept (residual_kit.optim)
+
     design = "frac"
 
     def __init__(self, layers: Sequence[nn.Module], dim: int, fractions: int = 2, dynamic: bool = True) -> None:

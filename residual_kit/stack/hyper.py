@@ -33,6 +33,10 @@ class HyperConnections(Traced, nn.Module):
         dynamic: the input-dependent form (DHC) instead of the static one (SHC).
     """
 
+    scalars = ("s_alpha", "s_beta")
+
+    connects = True  # its weights connect layers: no weight decay, init kept (residual_kit.optim)
+
     design = "hyper"
 
     def __init__(self, layers: Sequence[nn.Module], dim: int, streams: int = 4, dynamic: bool = True) -> None:
@@ -170,6 +174,8 @@ class ManifoldHyperConnections(HyperConnections):
     iterations: `sinkhorn` differentiates the converged projection implicitly, which keeps one tensor for
     autograd instead of 2 * iters.
     """
+
+    scalars = ("alpha",)
 
     design = "mhc"
 

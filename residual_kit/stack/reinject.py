@@ -19,6 +19,10 @@ class EmbeddingMix(Traced, nn.Module):
         layers: the layers, each with its own residual connection.
     """
 
+    scalars = ("mix",)  # modded-nanogpt's x0 lambdas
+
+    connects = True  # its weights connect layers: no weight decay, init kept (residual_kit.optim)
+
     def __init__(self, layers: Sequence[nn.Module]) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
@@ -39,6 +43,10 @@ class UNetSkips(Traced, nn.Module):
     Args:
         layers: the layers, each with its own residual connection; with an odd count the middle one has no skip.
     """
+
+    scalars = ("weights",)
+
+    connects = True  # its weights connect layers: no weight decay, init kept (residual_kit.optim)
 
     def __init__(self, layers: Sequence[nn.Module]) -> None:
         super().__init__()

@@ -15,6 +15,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from residual_kit.models.gan import GANConfig
+from residual_kit.optim import param_groups
 from tasks.core.module import NetworkCheckpoint
 from tasks.data.gan_digits import to_tanh_range
 from tasks.gan.conditioning import Classes, Clusters, Condition, kmeans_centroids
@@ -190,8 +191,8 @@ class DigitGAN(NetworkCheckpoint, pl.LightningModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         h = self.hparams
         return [
-            torch.optim.Adam(self.generator.parameters(), lr=h.lr_g, betas=h.betas),
-            torch.optim.Adam(self.discriminator.parameters(), lr=h.lr_d, betas=h.betas),
+            torch.optim.Adam(param_groups(self.generator, 0.0), lr=h.lr_g, betas=h.betas),
+            torch.optim.Adam(param_groups(self.discriminator, 0.0), lr=h.lr_d, betas=h.betas),
         ]
 
     # --- evaluation: `GANEvaluation` (a callback) scores the samples against these real digits ---
