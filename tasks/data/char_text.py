@@ -48,15 +48,21 @@ def read_text(path: str | Path) -> bytes:
     return raw
 
 
-def held_out_blocks(data: torch.Tensor, fraction: float, block: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Every k-th block of `block` bytes held out (k = round(1 / fraction)), so that the held-out bytes are spread
-    across the text rather than one stretch of it; the rest, in order, is the training text."""
+def held_out_blocks(
+    data: torch.Tensor, fraction: float, block: int
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """(training text, validation blocks, test blocks): every k-th block of `block` bytes is held out
+    (k = round(1 / fraction)), so that the held-out bytes are spread across the text rather than one stretch of it,
+    and the held-out blocks alternate between validation and test, so both are spread too and share no byte (with a
+    single held-out block, its halves). The rest, in order, is the training text."""
     k = max(2, round(1 / fraction))
     blocks = list(data.split(block))
     held = [b for i, b in enumerate(blocks) if i % k == k // 2]
-    if not held:
+    if not held or len(held[0]) < 4:
         raise ValueError(f"the text ({len(data)} bytes) is too short to hold out a block of {block} bytes")
-    return torch.cat([b for i, b in enumerate(blocks) if i % k != k // 2]), held
+    if len(held) == 1:
+        held = list(held[0].tensor_split(2))
+    return torch.cat([b for i, b in enumerate(blocks) if i % k != k // 2]), held[0::2], held[1::2]
 
 
 class Windows(Dataset):
@@ -98,7 +104,9 @@ class HeldOutWindows(Dataset):
 
 
 class CharTextDataModule(SplitDataModule):
-    """Bytes of a text, `val_fraction` of it held out in blocks spread across it; training windows at random offsets.
+    """Bytes of a text, `val_fraction` of it held out in blocks spread across it, those blocks split in turn into
+    validation (learning rates, checkpoints, early decisions) and test (what is reported); training windows at
+    random offsets.
 
     `sha256` and `num_bytes` say which text it was (the standard-library corpus differs between Python versions).
 
@@ -107,8 +115,8 @@ class CharTextDataModule(SplitDataModule):
         block_size: bytes of context.
         batch_size: windows per batch.
         num_train: training windows per epoch.
-        num_val: held-out windows to score (None: every held-out byte).
-        val_fraction: the share of the text held out.
+        num_val: validation and test windows to score, each (None: every held-out byte).
+        val_fraction: the share of the text held out, validation and test together.
         split_block: bytes per block of the split: every round(1 / val_fraction)-th block is held out.
         seed: fixes the training windows.
     """
@@ -135,10 +143,11 @@ class CharTextDataModule(SplitDataModule):
         self.sha256, self.num_bytes = hashlib.sha256(raw).hexdigest(), len(raw)
         data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
         block = min(h.split_block, max(2 * h.block_size, len(data) // 20))  # a short text: smaller blocks
-        train, held = held_out_blocks(data, h.val_fraction, block)
-        self.train_bytes, self.held_out = train, held
+        train, val, test = held_out_blocks(data, h.val_fraction, block)
+        self.train_bytes, self.val_blocks, self.test_blocks = train, val, test
         self.train_set = Windows(train, h.block_size, h.num_train, seed=h.seed)
-        self.val_set = self.test_set = HeldOutWindows(held, h.block_size, h.num_val)
+        self.val_set = HeldOutWindows(val, h.block_size, h.num_val)
+        self.test_set = HeldOutWindows(test, h.block_size, h.num_val)
 
     def predict_dataloader(self) -> DataLoader:
         raise ValueError("the byte-level text data has nothing to predict")

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -110,9 +111,11 @@ def run_all(
 
 
 def quiet_worker() -> None:
-    """A worker prints only its warnings: the pool reports each run as it ends."""
+    """A worker prints only its warnings: the pool reports each run as it ends. A lab run scores its model itself,
+    after training, so Lightning's note that nothing validates during `fit` is not one."""
     quiet_lightning()
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*val_dataloader.* but have no .*validation_step.*")
 
 
 def run_and_save(run: Run, saved: Path, settings: dict[str, Any], threads: int | None) -> dict[str, Any]:

@@ -4,29 +4,35 @@ python -m tasks.lab arena                                    # the CPU default (
 python -m tasks.lab arena --designs all                      # every design of tasks/lab/arena/designs.py
 python -m tasks.lab arena --text_file my_corpus.txt          # your own text
 python -m tasks.lab arena --dim 512 --depth 12 --block_size 256 --batch_size 64 --steps 4000 \\
-    --precision bf16-mixed --workers 4 --designs all         # sized for a GPU
+    --workers 4 --designs all                                # sized for a GPU
 
 The protocol: byte-level language modelling of a text (default: a fixed list of Python standard-library modules,
-whose SHA-256 the report prints), with a tenth of it held out in 4 KB blocks spread across it. Every design gets
-its own learning rate from a sweep at seed 0 that brackets it (a best rate at the grid's edge extends the grid),
-the same warm-up and cosine decay, no weight decay on its connection weights, and its paper's initialisation;
-then the other seeds at that rate. The seeds pair the runs (the same data order and draws for every design), so
-the report gives each design's difference from pre-norm with a 95% confidence interval, and the bits per byte of
-unigram, bigram and trigram count models on the same held-out bytes.
+whose SHA-256 the report prints), with a tenth of it held out in 4 KB blocks spread across it, alternately
+validation and test. Every design gets its own learning rate from a sweep at the first seed on a ×2 grid, chosen on
+validation bytes and grown where the best rate sits at the grid's edge; the same warm-up and cosine decay; the
+one optimiser policy of `residual_kit.optim`; and its paper's initialisation; then the other seeds at that rate.
+The seeds pair the runs (the same data order and draws for every design), so the report gives each design's
+difference from pre-norm on the test bytes with a 95% confidence interval and a Holm-adjusted p-value, its
+effective speed-up once its cost per step is charged, and the count models (add-k, and Kneser-Ney up to order 5)
+on the same test bytes.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import torch
 
 from tasks.data.char_text import CharTextDataModule
 from tasks.lab.arena.designs import DEFAULT, DESIGNS
+from tasks.lab.arena.gains import matmul_flops, matmul_peak
 from tasks.lab.arena.ngram import reference_bits
 from tasks.lab.arena.report import write_arena_report
 from tasks.lab.arena.timing import step_times
-from tasks.lab.arena.train import CharLM, gpt_config, train_design
+from tasks.lab.arena.train import VAL, CharLM, gpt_config, train_design
 from tasks.lab.runner import run_all
 
 
@@ -34,35 +40,39 @@ def run_name(s: dict[str, Any]) -> str:
     return f"{s['design']}-L{s['depth']}-seed{s['seed']}-lr{s['lr']:g}"
 
 
-def expected_cost(s: dict[str, Any]) -> float:
-    """A run's relative time, to start the long ones first: steps times depth, more for multi-stream designs."""
-    multi = DESIGNS.get_builder(s["design"]).options.get("stack") in ("hyper", "mhc", "frac", "attnres", "mudd")
-    return s["steps"] * s["depth"] * (1.8 if multi else 1.0)
-
-
 def best_rate(runs: list[dict[str, Any]]) -> float:
-    """The rate of the lowest held-out bits per byte (a diverged run counts as the worst)."""
-    return min(runs, key=lambda r: (math.isnan(r["held-out bits/byte"]), r["held-out bits/byte"]))["lr"]
+    """The rate of the lowest validation bits per byte (a diverged run counts as the worst); test bytes play no
+    part."""
+    return min(runs, key=lambda r: (math.isnan(r[VAL]), r[VAL]))["lr"]
 
 
 def describe(name: str, result: dict[str, Any]) -> str:
-    return f"{name}: {result['held-out bits/byte']:.3f} bits/byte"
+    return f"{name}: validation {result[VAL]:.3f} bits/byte"
+
+
+def choose_designs(designs: list[str] | Literal["all"] | None) -> list[str]:
+    """The designs a run compares, pre-norm first (the baseline of every difference)."""
+    chosen = list(DESIGNS) if designs == "all" or designs == ["all"] else list(designs or DEFAULT)
+    for d in chosen:
+        DESIGNS.check(d)
+    return ["pre", *(d for d in chosen if d != "pre")]
 
 
 def arena(
-    designs: list[str] | None = None,
+    designs: list[str] | Literal["all"] | None = None,
     depth: int = 4,
     seeds: list[int] | None = None,
-    steps: int = 400,
+    steps: int = 700,
     batch_size: int = 16,
     block_size: int = 128,
     dim: int = 128,
     heads: int = 4,
     rates: list[float] | None = None,
-    extend: int = 2,
+    extend: int = 3,
     warmup: float = 0.1,
     target: float = 2.0,
-    precision: str | None = None,
+    precision: str | None = "bf16-mixed",
+    compile: bool = True,
     text_file: str | None = None,
     out: str = "runs/lab/arena",
     resume: bool = True,
@@ -71,33 +81,31 @@ def arena(
     """Every residual design on the same GPT, text, budget and seeds, each at its own best learning rate.
 
     Sized for a GPU: --designs all --dim 512 --depth 12 --block_size 256 --batch_size 64 --steps 4000
-    --precision bf16-mixed --workers 4 (several runs at once share the device).
+    --workers 4 (several runs at once share the device).
 
     Args:
-        designs: names from `tasks.lab.arena.designs.DESIGNS`, or ["all"]; default: its `DEFAULT`.
+        designs: names from `tasks.lab.arena.designs.DESIGNS`, or all; default: its `DEFAULT`.
         depth: GPT layers (each an attention and an MLP sub-layer).
         seeds: seeds of every design; the first is also the sweep's.
         steps: training steps per run.
         batch_size: windows per step.
         block_size: bytes of context per window.
         dim: width; heads: attention heads.
-        rates: the learning rates the sweep starts from (seed 0); default 1e-3, 3e-3, 1e-2.
-        extend: times a design's grid may grow by one rate (x3 or /3) where its best rate sits at the edge.
+        rates: the learning rates the sweep starts from (seed 0), a ×2 grid; default 1.5e-3, 3e-3, 6e-3.
+        extend: times a design's grid may grow by one rate (×2 or /2) where its best rate sits at the edge.
         warmup: the share of the steps spent warming up (linear), before cosine decay to 10% of the rate.
         target: the smoothed training loss (nats per byte) that "steps to target" counts to.
-        precision: Lightning's precision, e.g. "bf16-mixed" on a GPU (None: 32-bit).
+        precision: Lightning's precision of the training step ("bf16-mixed": bfloat16 autocast, on a CPU too;
+            None: 32-bit). Scoring is in 32-bit.
+        compile: compile each run's training step (`torch.compile`).
         text_file: the text to model; default: the standard-library corpus.
         out: folder for report.md, the runs' results and the PNGs.
         resume: reuse finished runs of the same settings in `out` (a killed arena goes on).
         workers: runs trained at once, each in its own process. Default: one per CPU core, each on one thread,
             without a GPU; one with a GPU (give more to share it).
     """
-    designs = list(DESIGNS) if designs == ["all"] else designs or list(DEFAULT)
-    for d in designs:
-        DESIGNS.check(d)
-    if "pre" not in designs:
-        designs = ["pre", *designs]  # the baseline every difference is taken against
-    seeds, rates, folder = seeds or [0, 1, 2], sorted(rates or [1e-3, 3e-3, 1e-2]), Path(out)
+    designs = choose_designs(designs)
+    seeds, rates, folder = seeds or [0, 1, 2, 3, 4], sorted(rates or [1.5e-3, 3e-3, 6e-3]), Path(out)
     if workers is not None and workers < 1:
         raise ValueError(f"workers={workers}: give at least 1, or leave it out for one per CPU core")
 
@@ -115,12 +123,27 @@ def arena(
             warmup=warmup,
             target=target,
             precision=precision,
+            compile=compile,
             text_file=text_file,
         )
 
+    def build(design: str, depth: int) -> CharLM:
+        return CharLM(gpt_config(design, depth, dim, heads, block_size), compile=compile)
+
+    times = step_times(build, designs, [depth], batch_size, "pre", precision=precision)
+    costs = {d: c[0] for (d, _), c in times.items()}
+    spreads = {d: c[1:] for (d, _), c in times.items()}
+    print("time per step against pre-norm: " + ", ".join(f"{d} {c:.2f}×" for d, c in costs.items()), flush=True)
+
     def train(todo: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return run_all(
-            {run_name(s): s for s in todo}, train_design, folder / "runs", workers, resume, expected_cost, describe
+            {run_name(s): s for s in todo},
+            train_design,
+            folder / "runs",
+            workers,
+            resume,
+            lambda s: costs[s["design"]],
+            describe,
         )
 
     grids = {d: list(rates) for d in designs}
@@ -130,7 +153,7 @@ def arena(
         for d in designs:
             best = best_rate([swept[run_name(settings(d, seeds[0], r))] for r in grids[d]])
             if best in (grids[d][0], grids[d][-1]):
-                new = best / 3 if best == grids[d][0] else best * 3
+                new = best / 2 if best == grids[d][0] else best * 2
                 grids[d] = sorted([*grids[d], new])
                 more.append(settings(d, seeds[0], new))
         if not more:
@@ -142,10 +165,22 @@ def arena(
 
     data = CharTextDataModule(text_file, block_size=block_size)
     data.setup("fit")
-    references = reference_bits(data.train_bytes, data.val_set)
-    times = step_times(
-        lambda d, depth: CharLM(gpt_config(d, depth, dim, heads, block_size)), designs, [depth], batch_size, "pre"
-    )
+    references = reference_bits(data.train_bytes, data.test_set)
+    base = [runs[run_name(s)] for s in main if s["design"] == "pre"]
+    step_flops = matmul_flops(build("pre", depth), batch_size * block_size, depth, block_size, dim)
+    step_seconds = statistics.median(r["step seconds"] for r in base)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the rate of one thread, as each run had
+    peaks = {"peak_fp32": matmul_peak(torch.float32), "peak_bf16": matmul_peak(torch.bfloat16)}
+    torch.set_num_threads(threads)
+    throughput = {
+        "step_flops": step_flops,
+        "step_seconds": step_seconds,
+        "achieved": step_flops / step_seconds,
+        **peaks,
+        "precision": precision or "32-bit",
+        "compile": compile,
+    }
     path = write_arena_report(
         folder,
         designs=designs,
@@ -153,9 +188,11 @@ def arena(
         grids=grids,
         chosen=chosen,
         main=[runs[run_name(s)] for s in main],
-        swept={n: r for n, r in swept.items()},
+        swept=swept,
         references=references,
-        times=times,
+        costs=costs,
+        spreads=spreads,
+        throughput=throughput,
         data=data,
         settings=settings("<design>", seeds[0], 0.0),
     )
@@ -163,4 +200,4 @@ def arena(
     return path
 
 
-__all__ = ["arena", "best_rate", "run_name"]
+__all__ = ["arena", "best_rate", "choose_designs", "run_name"]

@@ -6,12 +6,12 @@ every design takes a few steps in turn, in interleaved rounds, in one process wi
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
+
+from tasks.core.timing import compare, sync
 
 
 def step_times(
@@ -20,56 +20,46 @@ def step_times(
     depths: list[int],
     batch_size: int,
     baseline: str,
-    rounds: int = 3,
-    steps: int = 3,
-) -> dict[tuple[str, int], float]:
+    rounds: int = 5,
+    min_run_time: float = 0.5,
+    precision: str | None = None,
+) -> dict[tuple[str, int], tuple[float, float, float]]:
     """Each design's time per training step over `baseline`'s at each depth.
 
-    `build(design, depth)` gives the model, a language model with `loss((x, y))` and AdamW from
-    `configure_optimizers()`. Every design takes `steps` steps (forward, backward, clipping, AdamW) in
-    turn, for `rounds` interleaved rounds; the figure is the median over rounds of its time over the
-    baseline's in the same round.
+    `build(design, depth)` gives the model, a language model with `train_loss((x, y))` and AdamW from
+    `configure_optimizers()`; `precision` as the runs' ("bf16-mixed": bfloat16 autocast). The steps (forward,
+    backward, clipping, AdamW) are timed by `tasks.core.timing.compare`: every design in turn, for `rounds`
+    interleaved rounds; the figure is the median over rounds of its time over the baseline's in the same round,
+    with the lowest and highest round: (median, low, high).
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    ratios: dict[tuple[str, int], float] = {}
+    ratios: dict[tuple[str, int], tuple[float, float, float]] = {}
     for depth in depths:
         steppers = {}
         for design in designs:
             torch.manual_seed(0)
-            model = build(design, depth).to(device)
-            steppers[design] = training_step(model, batch_size)
-            steppers[design]()  # warm-up
-        seconds: dict[str, list[float]] = {d: [] for d in designs}
-        for _ in range(rounds):
-            for design, step in steppers.items():
-                sync(device)
-                start = time.perf_counter()
-                for _ in range(steps):
-                    step()
-                sync(device)
-                seconds[design].append(time.perf_counter() - start)
-        for design in designs:
-            pairs = zip(seconds[design], seconds[baseline], strict=True)
-            ratios[design, depth] = statistics.median(t / b for t, b in pairs)
+            steppers[design] = training_step(build(design, depth).to(device), batch_size, precision)
+        report = compare(steppers, baseline, rounds=rounds, min_run_time=min_run_time)
+        ratios |= {(d, depth): (r["ratio"], r["ratio_min"], r["ratio_max"]) for d, r in report.items()}
     return ratios
 
 
-def training_step(model: pl.LightningModule, batch_size: int) -> Callable[[], None]:
-    """One step of `model` on a fixed batch of random tokens, as the arena's trainer takes it."""
+def training_step(model: pl.LightningModule, batch_size: int, precision: str | None = None) -> Callable[[], None]:
+    """One step of `model` on a fixed batch of random tokens, as the arena's trainer takes it (its `train_loss`,
+    compiled if the model compiles it, under bfloat16 autocast for a "bf16" precision)."""
     net = model.hparams.net
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randint(0, net.vocab_size, (2, batch_size, net.block_size), generator=gen).to(model.device)
     opt = model.configure_optimizers()["optimizer"]
+    bf16 = bool(precision) and precision.startswith("bf16")
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        model.loss((x, y)).backward()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model.train_loss((x, y))
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sync(x.device)
 
     return step
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()

@@ -3,89 +3,121 @@
 from __future__ import annotations
 
 import math
+import statistics
+import time
+from collections.abc import Iterable
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from residual_kit.models.gpt import GPTConfig
+from residual_kit.optim import param_groups
 from tasks.core.callbacks import fit_or_diverged
+from tasks.core.schedule import warmup_cosine
 from tasks.core.trainer import lab_trainer
 from tasks.data.char_text import CharTextDataModule
 from tasks.lab.arena.designs import DESIGNS
 from tasks.lab.report import smooth
 from tasks.lab.runner import StepLog
 
-
-def decayed(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(weights that take weight decay, the rest): only the weights of Linear and Embedding layers decay; norms,
-    biases, branch scales, gates and every design's connection weights (hyper-connections' mixing matrices,
-    DenseFormer's averages, ...) do not, as the designs' authors advise (the mixing pulled to 0 is not neutral)."""
-    decay = {id(m.weight): m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Embedding))}
-    rest = [p for p in model.parameters() if id(p) not in decay]
-    return list(decay.values()), rest
+VAL, TEST = "validation bits/byte", "test bits/byte"
+CURVE_WINDOWS = 48  # validation windows scored at each point of a run's validation curve
 
 
 class CharLM(pl.LightningModule):
-    """A GPT trained on next-byte prediction with AdamW: linear warm-up, then cosine decay to 10% of `lr`.
+    """A GPT trained on next-byte prediction with AdamW: linear warm-up, then cosine decay to 10% of `lr`; its
+    parameter groups from `residual_kit.optim` (the one policy of every task).
 
     Args:
         net: the GPT.
         lr: peak learning rate.
         steps: the run's steps (the schedule's length).
         warmup: share of the steps spent warming up.
-        weight_decay: AdamW's decoupled weight decay of Linear and Embedding weights (see `decayed`).
+        weight_decay: AdamW's decoupled weight decay of the weight matrices (`residual_kit.optim`).
+        scalar_lr: the learning rate of the scalars that multiply a stream (None: `lr`).
+        compile: compile the training step's forward and backward with `torch.compile` (scoring stays eager).
     """
 
     def __init__(
-        self, net: GPTConfig, lr: float = 3e-3, steps: int = 1000, warmup: float = 0.1, weight_decay: float = 0.1
+        self,
+        net: GPTConfig,
+        lr: float = 3e-3,
+        steps: int = 1000,
+        warmup: float = 0.1,
+        weight_decay: float = 0.1,
+        scalar_lr: float | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = net.build()
+        self.train_loss = torch.compile(self.loss) if compile else self.loss
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
         return F.cross_entropy(self.net(x).flatten(0, 1), y.flatten(), ignore_index=-100)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self.loss(batch)
+        return self.train_loss(batch)
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
-        decay, rest = decayed(self)
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": h.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-            lr=h.lr,
-            betas=(0.9, 0.95),
-        )
-        warm = max(1, round(h.warmup * h.steps))
-
-        def schedule(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, h.steps - warm))))
-
-        return {
-            "optimizer": opt,
-            "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, schedule), "interval": "step"},
-        }
+        opt = torch.optim.AdamW(param_groups(self, h.weight_decay, scalar_lr=h.scalar_lr), lr=h.lr, betas=(0.9, 0.95))
+        sched = warmup_cosine(opt, max(1, round(h.warmup * h.steps)), h.steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 @torch.no_grad()
-def held_out_bits(model: CharLM, data: CharTextDataModule) -> float:
-    """Bits per byte over every held-out byte: the summed cross-entropy over the count of scored bytes, / ln 2."""
+def bits_per_byte(model: CharLM, windows: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Bits per byte over the scored bytes of `windows` (batches of (x, y); -100 marks padding): the summed
+    cross-entropy over the count of scored bytes, / ln 2."""
+    was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for x, y in data.val_dataloader():
+    for x, y in windows:
         x, y = x.to(model.device), y.to(model.device)
-        total += F.cross_entropy(
-            model.net(x).flatten(0, 1).float(), y.flatten(), ignore_index=-100, reduction="sum"
-        ).item()
+        logits = model.net(x).flatten(0, 1).float()
+        total += F.cross_entropy(logits, y.flatten(), ignore_index=-100, reduction="sum").item()
         count += int((y >= 0).sum())
+    model.train(was_training)
     return total / count / math.log(2)
+
+
+class ValidationCurve(pl.Callback):
+    """Validation bits per byte on a fixed part of the validation bytes at `points` evenly spaced steps (the last
+    one the run's end), with the training seconds spent until then (the first step, which compiles, not counted):
+    the curves the effective speed-up and the wall-clock figure read.
+
+    Args:
+        batches: the validation batches scored at each point.
+        steps: the run's steps.
+        points: how many points.
+    """
+
+    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], steps: int, points: int = 10) -> None:
+        self.batches, self.steps = batches, steps
+        self.at = {round(steps * (i + 1) / points) for i in range(points)}
+        self.curve: list[tuple[int, float, float]] = []  # (step, training seconds, bits per byte)
+        self.seconds = 0.0
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        if trainer.global_step > 1:
+            self.seconds += time.perf_counter() - self._start
+        if trainer.global_step in self.at:
+            self.curve.append((trainer.global_step, self.seconds, bits_per_byte(pl_module, self.batches)))
+
+
+def held_out_batches(data: CharTextDataModule, split: str, windows: int | None = None, batch: int = 64) -> list:
+    """The `split` ("val" or "test") windows, the first `windows` of them, in batches."""
+    dataset = data.val_set if split == "val" else data.test_set
+    n = len(dataset) if windows is None else min(windows, len(dataset))
+    items = [dataset[i] for i in range(n)]
+    return [tuple(torch.stack(part) for part in zip(*items[i : i + batch], strict=True)) for i in range(0, n, batch)]
 
 
 def gpt_config(design: str, depth: int, dim: int, heads: int, block_size: int) -> GPTConfig:
@@ -106,17 +138,19 @@ def seeded_run(s: dict[str, Any]) -> tuple[CharTextDataModule, CharLM]:
     train_windows = s["batch_size"] * s["steps"]
     data = CharTextDataModule(s["text_file"], s["block_size"], s["batch_size"], train_windows, seed=s["seed"])
     net = gpt_config(s["design"], s["depth"], s["dim"], s["heads"], s["block_size"])
-    return data, CharLM(net, s["lr"], s["steps"], s.get("warmup", 0.1))
+    return data, CharLM(net, s["lr"], s["steps"], s.get("warmup", 0.1), compile=s.get("compile", False))
 
 
 def train_design(s: dict[str, Any]) -> dict[str, Any]:
     """Train one GPT of one design (settings: design, depth, seed, lr, steps, dim, heads, block_size, batch_size,
-    warmup, target, text_file, precision) and score it; its numbers and loss curve."""
+    warmup, target, text_file, precision) and score it on the validation bytes (what chooses its learning rate)
+    and on the test bytes (what the report gives); its numbers, loss curve and validation curve."""
     data, model = seeded_run(s)
-    log = StepLog()
+    data.setup("fit")
+    log, curve = StepLog(), ValidationCurve(held_out_batches(data, "val", CURVE_WINDOWS), s["steps"])
     trainer = lab_trainer(
         None,
-        [log],
+        [log, curve],
         max_epochs=1,
         num_sanity_val_steps=0,
         limit_val_batches=0,
@@ -124,22 +158,39 @@ def train_design(s: dict[str, Any]) -> dict[str, Any]:
         precision=s.get("precision"),
     )
     diverged = fit_or_diverged(trainer, model, data)
-    data.setup("validate")
-    bpb = math.nan if diverged is not None else held_out_bits(model, data)
-    curve = smooth(log.losses, 20)
-    reached = next((i + 1 for i, v in enumerate(curve) if v <= s["target"]), None)
+    if diverged is None:
+        val, test = (bits_per_byte(model, held_out_batches(data, split)) for split in ("val", "test"))
+    else:
+        val = test = math.nan
+    smoothed = smooth(log.losses, 20)
+    reached = next((i + 1 for i, v in enumerate(smoothed) if v <= s["target"]), None)
     return {
         "design": s["design"],
         "depth": s["depth"],
         "seed": s["seed"],
         "lr": s["lr"],
-        "held-out bits/byte": bpb,
+        VAL: val,
+        TEST: test,
         "final train loss": sum(log.losses[-20:]) / max(1, len(log.losses[-20:])) if log.losses else math.nan,
         "steps to target": reached if reached is not None else math.nan,
         "diverged at": "no" if diverged is None else diverged,
         "params": sum(p.numel() for p in model.parameters()),
+        "train seconds": sum(log.seconds),
+        "step seconds": statistics.median(log.seconds) if log.seconds else math.nan,
         "_losses": log.losses,
+        "_curve": curve.curve,
     }
 
 
-__all__ = ["CharLM", "decayed", "gpt_config", "held_out_bits", "seeded_run", "train_design"]
+__all__ = [
+    "CURVE_WINDOWS",
+    "TEST",
+    "VAL",
+    "CharLM",
+    "ValidationCurve",
+    "bits_per_byte",
+    "gpt_config",
+    "held_out_batches",
+    "seeded_run",
+    "train_design",
+]
