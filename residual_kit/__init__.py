@@ -2,7 +2,7 @@
 
 from .activation import ACTIVATIONS
 from .conditioned import AdaLNZero, ConditionalNorm
-from .deepnorm import deepnorm_alpha, deepnorm_beta, deepnorm_init_, deepnorm_residual
+from .deepnorm import deepnorm_alpha, deepnorm_beta, deepnorm_init_
 from .drop_path import DropPath, drop_path, drop_path_rates
 from .merge import MERGES, Add, ConcatFuse, GatedMerge, NoShortcut, ScaledAdd
 from .norm import NORMS, MoveAxis, make_norm
@@ -46,7 +46,6 @@ __all__ = [
     "deepnorm_alpha",
     "deepnorm_beta",
     "deepnorm_init_",
-    "deepnorm_residual",
     "drop_path",
     "drop_path_rates",
     "make_norm",

@@ -1,6 +1,8 @@
 """DeepNet (Wang et al. 2022): y = LN(alpha * x + f(x)), with branch weights scaled by beta at init.
 
-Depths are counted in layers (one attention + one MLP sub-layer each), as in the paper's Table 1.
+Depths are counted in layers (one attention + one MLP sub-layer each), as in the paper's Table 1. The block itself
+is `Residual(f, placement="deepnorm", depth=N, dim=D)`; an encoder-decoder model's blocks take these functions'
+`num_decoder_layers` form through `Residual(deepnorm_init_(f, beta), placement="post", merge=ScaledAdd(alpha))`.
 """
 
 from __future__ import annotations
@@ -60,20 +62,3 @@ def _check(num_layers: int, stack: str) -> None:
         raise ValueError(f"num_layers must be >= 1, got {num_layers}")
     if stack not in ("encoder", "decoder"):
         raise ValueError(f"stack={stack!r} is not one of ('encoder', 'decoder')")
-
-
-def deepnorm_residual(
-    wrap: nn.Module,
-    dim: int,
-    num_layers: int,
-    stack: Stack = "encoder",
-    num_decoder_layers: int | None = None,
-    norm: str = "layer",
-) -> nn.Module:
-    """A DeepNorm block y = LN(alpha * x + f(x)) whose Linear weights are initialised with gain beta."""
-    from .merge import ScaledAdd
-    from .residual import Residual
-
-    alpha = deepnorm_alpha(num_layers, stack, num_decoder_layers)
-    beta = deepnorm_beta(num_layers, stack, num_decoder_layers)
-    return Residual(deepnorm_init_(wrap, beta), norm=norm, placement="post", dim=dim, merge=ScaledAdd(alpha))

@@ -19,7 +19,6 @@ from residual_kit import (
     ScaledAdd,
     deepnorm_alpha,
     deepnorm_beta,
-    deepnorm_residual,
     drop_path,
 )
 
@@ -204,9 +203,9 @@ def test_deepnorm_formula_and_constants():
     assert deepnorm_beta(6, "decoder", 6) == pytest.approx(72**-0.25)
 
 
-def test_deepnorm_residual_scales_init_by_beta():
+def test_deepnorm_placement_scales_init_by_beta():
     torch.manual_seed(1)
-    block = deepnorm_residual(nn.Linear(256, 256), 256, num_layers=100)
+    block = Residual(nn.Linear(256, 256), placement="deepnorm", depth=100, dim=256)
     std = block.wrap.weight.std().item()
     xavier_std = (2 / (256 + 256)) ** 0.5
     assert std == pytest.approx(deepnorm_beta(100) * xavier_std, rel=0.05)

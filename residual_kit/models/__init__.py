@@ -44,11 +44,6 @@ def _gan_part(arch: str, part: str) -> ModelEntry:
     return ModelEntry(GANConfig, {"arch": arch}, lambda gan: getattr(gan, part), ("conditions", "projection"))
 
 
-def _gan_part(arch: str, part: str) -> ModelEntry:
-    """G or D of a GAN; what they are conditioned on is `GANConfig.build`'s (conditions=, projection=)."""
-    return ModelEntry(GANConfig, {"arch": arch}, lambda gan: getattr(gan, part), ("conditions", "projection"))
-
-
 MODELS: Registry[ModelEntry] = Registry(
     "model",
     {
@@ -72,12 +67,21 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(fnmatch.filter(MODELS, pattern), key=_natural)
 
 
-def create_model(name: str, checkpoint: str | Path | None = None, **kwargs: Any) -> nn.Module:
+def create_model(
+    name: str, checkpoint: str | Path | None = None, pretrained: str | None = None, **kwargs: Any
+) -> nn.Module:
     """Build a registered model, e.g. `create_model("resnet20", in_channels=1, residual=False)`.
 
     With `checkpoint` (a `.ckpt` written by a task's `fit`), the network is built with the options it was trained
-    with (`kwargs` override them) and its weights are loaded.
+    with (`kwargs` override them) and its weights are loaded; with `pretrained`, the weights of that name that ship
+    with the package (`residual_kit.pretrained.PRETRAINED`, e.g. "digits"), SHA-256 checked, offline.
     """
+    if checkpoint is not None and pretrained is not None:
+        raise ValueError("give checkpoint= or pretrained=, not both")
+    if pretrained is not None:
+        from ..pretrained import load_pretrained
+
+        return load_pretrained(name, pretrained, **kwargs)
     if checkpoint is None:
         return MODELS.get_builder(name)(**kwargs)
     from .checkpoint import load_network

@@ -31,23 +31,37 @@ def network_entry(net: nn.Module) -> dict[str, Any]:
     }
 
 
-def read_entry(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """The `residual_kit` entry and the state dict of a checkpoint, or a one-line error that says what is wrong."""
+def load_state(path: str | Path, weights_only: bool = True) -> dict[str, Any]:
+    """A checkpoint's contents, or a one-line error for a missing, unreadable or foreign file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist: pass the path of a .ckpt that a task's `fit` wrote")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as err:
         raise ValueError(f"checkpoint {path} cannot be read (truncated or not a checkpoint): {err}") from err
-    if not isinstance(state, dict) or "state_dict" not in state:
+    if not isinstance(state, dict):
         raise ValueError(f"{path} is not a checkpoint of a residual-kit task: pass a .ckpt that `fit` wrote")
+    return state
+
+
+def require_entry(state: dict[str, Any], path: str | Path, retrain: str = "the task's `fit`") -> dict[str, Any]:
+    """The checkpoint's `residual_kit` entry, or the one line that says it is of 0.2.0 or earlier and how to
+    retrain (`retrain`: the command)."""
     if ENTRY not in state:
         raise ValueError(
             f"{path} was written by residual-kit 0.2.0 or earlier, whose checkpoints {__version__} does not load "
-            "(the model options were renamed, see CHANGELOG.md): retrain it with the task's `fit`"
+            f"(the model options were renamed, see CHANGELOG.md): retrain it with {retrain}"
         )
-    return state[ENTRY], state["state_dict"]
+    return state[ENTRY]
+
+
+def read_entry(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The `residual_kit` entry and the state dict of a checkpoint, or a one-line error that says what is wrong."""
+    state = load_state(path)
+    if "state_dict" not in state:
+        raise ValueError(f"{path} is not a checkpoint of a residual-kit task: pass a .ckpt that `fit` wrote")
+    return require_entry(state, path), state["state_dict"]
 
 
 def load_network(name: str, path: str | Path, **overrides: Any) -> nn.Module:
@@ -79,4 +93,4 @@ def _prefixes(name: str) -> tuple[str, ...]:
     return ("net.",)
 
 
-__all__ = ["ENTRY", "load_network", "network_entry", "read_entry"]
+__all__ = ["ENTRY", "load_network", "load_state", "network_entry", "read_entry", "require_entry"]

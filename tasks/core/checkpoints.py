@@ -10,8 +10,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from residual_kit import __version__
-from residual_kit.models.checkpoint import ENTRY
+from residual_kit.models.checkpoint import load_state, require_entry
 from tasks.core.outputs import PARTIAL, atomic_write
 
 
@@ -55,22 +54,9 @@ def find_last_checkpoint(*folders: str | Path) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
-def _load(path: Path, weights_only: bool) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=weights_only)
-    except Exception as err:
-        raise ValueError(f"checkpoint {path} cannot be read (truncated or not a checkpoint): {err}") from err
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} is not a Lightning checkpoint: pass a .ckpt that `fit` wrote")
-    return state
-
-
 def check_checkpoint(path: str | Path, model: torch.nn.Module, task: str) -> None:
     """Refuse a checkpoint that is missing, unreadable, or written for another model, before anything runs."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist: pass the path of a .ckpt that `fit` wrote")
-    state = _load(path, weights_only=False)
+    state = load_state(path, weights_only=False)
     if "state_dict" not in state:
         raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict): pass a .ckpt that `fit` wrote")
     theirs, ours = state["state_dict"], model.state_dict()
@@ -98,12 +84,8 @@ def check_checkpoint(path: str | Path, model: torch.nn.Module, task: str) -> Non
 def check_hyperparameters(path: str | Path, model_class: type, task: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Refuse a checkpoint that cannot be read, of an earlier version, or whose hyperparameters `model_class` does
     not take; return them and its data module's (Lightning's private `_*` entries left out)."""
-    state = _load(Path(path), weights_only=True)
-    if ENTRY not in state:
-        raise ValueError(
-            f"{path} was written by residual-kit 0.2.0 or earlier, whose checkpoints {__version__} does not load "
-            f"(its options were renamed, see CHANGELOG.md): retrain with `python -m tasks.{task} fit`"
-        )
+    state = load_state(path)
+    require_entry(state, path, f"`python -m tasks.{task} fit`")
     hparams = state.get("hyper_parameters", {})
     ours = {k: v for k, v in hparams.items() if not k.startswith("_")}
     data = {k: v for k, v in state.get("datamodule_hyper_parameters", {}).items() if not k.startswith("_")}
