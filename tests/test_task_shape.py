@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from pytorch_lightning.callbacks import ModelSummary, RichProgressBar, TQDMProgressBar
 
+from residual_kit.models.options import ModelPlacement
 from tasks.core.callbacks import DivergenceGuard, ReproducibleEpochs
 from tasks.data import sources
 from tasks.gan import cli_main as gan_main
@@ -150,8 +153,9 @@ def test_no_warning_a_user_cannot_act_on(tmp_path):
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    for noise in ("litlogger", "LeafSpec", "UserWarning"):
+    for noise in ("litlogger", "LeafSpec", "UserWarning", "LightningCLI's args"):
         assert noise not in done.stdout + done.stderr
+    assert not re.search(r"\.py:\d+: ", done.stdout + done.stderr)  # no warning of any kind ("file.py:N: ...")
     assert "embedded 5k subset" in done.stdout + done.stderr  # the notice itself stays
 
 
@@ -173,3 +177,17 @@ def test_options_beside_ckpt_path_override_the_checkpoints_hyperparameters(tmp_p
     config = tmp_path / "smoothing.yaml"
     config.write_text("model:\n  label_smoothing: 0.3\n")
     assert tested(f"--config={config}")["label_smoothing"] == 0.3  # so does a --config file
+
+
+PLACEMENTS = [*get_args(get_args(ModelPlacement)[0]), *get_args(get_args(ModelPlacement)[1]), "null"]
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("task", ["resnet", "transformer", "lstm", "gan"])
+def test_every_placement_value_parses_in_every_task(task, placement, capsys):
+    """One type for the option in every family: `--model.net.placement=mix` is typed as users type it."""
+    main = __import__(f"tasks.{task}", fromlist=["cli_main"]).cli_main
+    with pytest.raises(SystemExit) as done:
+        main(["fit", f"--model.net.placement={placement}", "--print_config"])
+    assert done.value.code in (0, None)
+    assert f"placement: {placement}" in capsys.readouterr().out

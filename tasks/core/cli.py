@@ -121,7 +121,7 @@ class TaskCLI(LightningCLI):
         args = find_configs(sys.argv[1:] if args is None else list(args))
         check_old_options(args, self.task)
         self._args = args
-        super().parse_arguments(parser, args)
+        self.config = parser.parse_args(args)  # LightningCLI's own would warn about args given beside sys.argv
 
     def _parse_ckpt_path(self) -> None:
         """A checkpoint's hyperparameters (the model's and its data module's) become the defaults of `--model.*`
@@ -141,7 +141,7 @@ class TaskCLI(LightningCLI):
         if not defaults:
             return
         self._parser(subcommand).set_defaults(defaults)
-        super().parse_arguments(self.parser, self._args)  # again, over the new defaults
+        self.config = self.parser.parse_args(self._args)  # again, over the new defaults
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
@@ -273,6 +273,16 @@ def _config_arguments(args: list[str]) -> list[tuple[int, str]]:
     return found
 
 
+def task_main(cli: type[TaskCLI], args: list[str] | None = None) -> Any:
+    """A task's command line: LightningCLI's subcommands, and `export` (see `tasks.core.export`)."""
+    args = sys.argv[1:] if args is None else list(args)
+    if args[:1] == ["export"]:
+        from tasks.core.export import export_cli
+
+        return export_cli(cli.model_class, cli.task, args[1:])
+    return cli(args)
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (DivergenceError, FileNotFoundError, ValueError, TypeError)
 
 
@@ -287,4 +297,4 @@ def run(cli_main: Callable[..., Any]) -> None:
         sys.exit(1)
 
 
-__all__ = ["TaskCLI", "check_old_options", "quiet_lightning", "run"]
+__all__ = ["TaskCLI", "check_old_options", "quiet_lightning", "run", "task_main"]
