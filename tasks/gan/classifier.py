@@ -1,34 +1,20 @@
-"""The frozen digit classifier behind digit-FID: loaded from a file, or trained once and cached.
-
-Training it takes 6 epochs of ResNet-20 on the digits, from its own seed, so that every machine and every task
-seed scores digits with the same classifier; it shows a progress bar, the weights are cached under
-`$XDG_CACHE_HOME/residual_kit/` (`~/.cache` when unset) and every later run loads them.
+"""The frozen digit classifier behind "recognisable", label accuracy and digit-FID: the digit ResNet-20 that ships
+with residual-kit (`create_model("resnet20", pretrained="digits")`), so that every machine scores the same
+generator's digits the same (FID is comparable across papers because its Inception network is fixed; so is this
+judge), or a classifier of one's own from a file.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import RichProgressBar
-from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
-from residual_kit.models import ResNet, ResNetConfig
-from tasks.core.outputs import atomic_write
-from tasks.data.reproducible import fixed_randomness
-from tasks.data.sources import DATASETS, Source
+from residual_kit.models import ResNet, ResNetConfig, create_model
+from tasks.data.sources import DATASETS
 
 MEAN, STD = DATASETS["mnist"].mean[0], DATASETS["mnist"].std[0]
-CLASSIFIER_FILE = "digit_classifier_resnet20.pt"
-
-
-def cache_dir() -> Path:
-    """`$XDG_CACHE_HOME/residual_kit`, or `~/.cache/residual_kit` (the XDG default)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "residual_kit"
 
 
 class DigitClassifier(nn.Module):
@@ -60,18 +46,17 @@ class DigitClassifier(nn.Module):
         return self.classify(self(images))  # (B, 10)
 
 
-def load_digit_classifier(path: str | Path | None = None, source: Source | None = None, root: str = "data") -> ResNet:
-    """A `tasks.resnet` checkpoint (.ckpt) or a state dict (.pt); with no path, the cached one, else train it."""
+def load_digit_classifier(path: str | Path | None = None) -> ResNet:
+    """The shipped digit ResNet-20 (SHA-256 checked), or a `tasks.resnet` checkpoint (.ckpt) or state dict (.pt)."""
     from tasks.resnet import ImageClassifier
 
     if path is None:
-        cached = cache_dir() / CLASSIFIER_FILE
-        return load_digit_classifier(cached) if cached.is_file() else train_digit_classifier(cached, source, root)
+        return create_model("resnet20", pretrained="digits")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"digit classifier {path} does not exist: pass a checkpoint of `python -m tasks.resnet fit` "
-            "(<run>/checkpoints/*.ckpt), or leave classifier_path unset to train one once and cache it"
+            "(<run>/checkpoints/*.ckpt), or leave classifier_path unset for the shipped one"
         )
     if path.suffix == ".ckpt":
         return ImageClassifier.load_from_checkpoint(path, map_location="cpu").net
@@ -79,34 +64,8 @@ def load_digit_classifier(path: str | Path | None = None, source: Source | None 
     try:
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as err:
-        raise ValueError(f"digit classifier {path} cannot be read ({err}); delete it and it is trained again") from err
+        raise ValueError(f"digit classifier {path} cannot be read ({err}): pass a state dict of a ResNet-20") from err
     return net
 
 
-CLASSIFIER_SEED = 0
-
-
-def train_digit_classifier(path: Path, source: Source | None = None, root: str = "data") -> ResNet:
-    """Train ResNet-20 on MNIST for 6 epochs, save its weights at `path`, return it."""
-    from tasks.data import ImageDataModule
-    from tasks.resnet import ImageClassifier
-
-    rank_zero_info(f"digit-FID needs a digit classifier: training ResNet-20 once (6 epochs), cached at {path}")
-    # one classifier for every machine and every task seed; its run's files (a confusion matrix) go to a
-    # folder that is deleted, not into the user's current directory
-    with fixed_randomness(CLASSIFIER_SEED), tempfile.TemporaryDirectory(prefix="digit-classifier-") as scratch:
-        model = ImageClassifier(ResNetConfig("resnet20"), lr=0.1, schedule="onecycle")
-        data = ImageDataModule("mnist", source=source, root=root)
-        trainer = pl.Trainer(
-            max_epochs=6, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-            callbacks=[RichProgressBar(leave=True)], enable_model_summary=False, default_root_dir=scratch,
-        )  # fmt: skip
-        trainer.fit(model, datamodule=data)
-        acc = trainer.test(model, datamodule=data, verbose=False)[0]["test/acc"]
-    rank_zero_info(f"digit classifier: {acc:.2%} test accuracy, saved to {path}")
-    with atomic_write(path) as tmp:
-        torch.save(model.net.state_dict(), tmp)
-    return model.net
-
-
-__all__ = ["MEAN", "STD", "DigitClassifier", "cache_dir", "load_digit_classifier", "train_digit_classifier"]
+__all__ = ["MEAN", "STD", "DigitClassifier", "load_digit_classifier"]

@@ -17,7 +17,7 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torchvision.utils import make_grid
 
-from tasks.core.cli import TaskCLI
+from tasks.core.cli import TaskCLI, task_main
 from tasks.core.outputs import run_dir, save_png
 from tasks.data.gan_digits import GANDataModule
 from tasks.gan.conditioning import Classes
@@ -73,8 +73,8 @@ class GANCLI(TaskCLI):
         parser.link_arguments("data.root", "evaluation.root")
 
 
-def cli_main(args: list[str] | None = None) -> GANCLI:
-    return GANCLI(args)
+def cli_main(args: list[str] | None = None) -> Any:
+    return task_main(GANCLI, args)
 
 
 __all__ = ["GANCLI", "SampleWriter", "cli_main"]

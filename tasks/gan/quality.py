@@ -152,8 +152,8 @@ class GANEvaluation(Callback):
     two classes 32 generated digits (left) beside 32 real test digits (right).
 
     Args:
-        classifier_path: digit classifier (a `tasks.resnet` .ckpt or a state dict .pt); None: the cached
-            one under `$XDG_CACHE_HOME/residual_kit/`, trained once (under a minute, with a progress bar) if absent.
+        classifier_path: digit classifier (a `tasks.resnet` .ckpt or a state dict .pt); None: the digit ResNet-20
+            that ships with residual-kit, the same on every machine.
         samples: generated digits per validation (split across processes).
         test_samples: generated digits per test: 500 a class, as the lowest class's variety from 100 a class
             varies between draws of the noise alone (docs/history.md).
@@ -182,8 +182,7 @@ class GANEvaluation(Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.quality is None and stage in ("fit", "validate", "test"):
-            h = self.digits.hparams
-            classifier = DigitClassifier(load_digit_classifier(self.classifier_path, h.source, h.root))
+            classifier = DigitClassifier(load_digit_classifier(self.classifier_path))
             self.quality = DigitQuality(classifier, self.confidence)
             self.digits.setup("fit")  # variety against the training digits' spread (see DigitQuality)
             train = self.digits.train_set  # the first 5,000: the embedded set's 4,000, a sample of full MNIST's

@@ -1,0 +1,58 @@
+"""Shipped weights: found by name offline, their SHA-256 checked, and as accurate as the README says."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import residual_kit.pretrained as pretrained
+from residual_kit.models import create_model
+from residual_kit.pretrained import PRETRAINED
+from tasks.data.images import ImageDataModule
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_shipped_file_is_there_with_its_sha256():
+    for key, entry in PRETRAINED.items():
+        path = pretrained.WEIGHTS / entry.file
+        assert path.is_file(), key
+        assert pretrained.sha256(path) == entry.sha256, key
+
+
+def test_the_shipped_digit_network_reads_the_embedded_test_digits_as_the_readme_says():
+    """The 500 held-out digits of the embedded set, as the README's block reads them: the accuracy it prints."""
+    net = create_model("resnet20", pretrained="digits")
+    data = ImageDataModule(augment=False)
+    data.setup("test")
+    x, y = next(iter(torch.utils.data.DataLoader(data.test_set, batch_size=len(data.test_set))))
+    p = net.preprocessing
+    assert (p["mean"], p["std"]) == ([0.1307], [0.3081]) and len(y) == 500
+    with torch.no_grad():
+        accuracy = (net(x).argmax(1) == y).float().mean()
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if 'pretrained="digits"' in b)
+    assert f"# -> {accuracy:.1%}" in block
+
+
+def test_a_damaged_weight_file_is_refused_in_one_line(tmp_path, monkeypatch):
+    for entry in PRETRAINED.values():
+        shutil.copy(pretrained.WEIGHTS / entry.file, tmp_path / entry.file)
+    damaged = tmp_path / PRETRAINED["resnet20.digits"].file
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte flipped in the middle of the weights
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr(pretrained, "WEIGHTS", tmp_path)
+    with pytest.raises(ValueError, match=r"has SHA-256 .* not the .* it shipped with: .* reinstall residual-kit"):
+        create_model("resnet20", pretrained="digits")
+
+
+def test_weights_that_do_not_ship_are_named():
+    with pytest.raises(ValueError, match=r"no shipped weights 'cifar' for 'resnet20': what ships is \"digits\""):
+        create_model("resnet20", pretrained="cifar")
+    with pytest.raises(ValueError, match="not both"):
+        create_model("resnet20", checkpoint="x.ckpt", pretrained="digits")
