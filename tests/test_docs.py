@@ -3,6 +3,8 @@ parses, its quick start matches CI, and the examples run."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import runpy
 import shlex
@@ -66,6 +68,8 @@ def trained(tmp_path_factory, judge_path_module):
     }
     for task, module in CHECKPOINTS.items():
         __import__(module, fromlist=["cli_main"]).cli_main(["fit", *steps, *small[task]])
+    resnet = root / "runs" / "resnet" / "version_0" / "checkpoints" / "last.ckpt"
+    __import__("tasks.resnet", fromlist=["cli_main"]).cli_main(["export", f"--ckpt_path={resnet}"])  # last.onnx
     pixels = np.zeros((28, 28), dtype=np.uint8)
     pixels[6:22, 12:16] = 200
     Image.fromarray(pixels).save(root / "digit.png")
@@ -182,3 +186,73 @@ def test_the_layout_section_names_what_is_in_the_tree():
     assert len(names) > 20
     missing = [n for n in names if not list(ROOT.glob(f"**/{n.rstrip('/')}"))]
     assert not missing
+
+
+DOCS = {p.relative_to(ROOT).as_posix(): p.read_text() for p in [ROOT / "README.md", *sorted(ROOT.glob("docs/**/*.md"))]}
+DOCS.pop("docs/history.md")  # dated records of earlier versions: their options are those of their day
+LAB = ("depth", "variants", "arena", "stability")
+CLIS = [*(("tasks." + t, "fit") for t in ("resnet", "transformer", "lstm", "gan")), *(("tasks.lab", s) for s in LAB)]
+
+
+def documented_options() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(file, arguments) of every code span or shell line of the README and docs/ that sets a task's or the lab's
+    option to a value, and (file, option) of every option they name bare (`--model.net.stack`)."""
+    settings, names = set(), set()
+    for name, text in DOCS.items():
+        spans = re.findall(r"`([^`\n]*--[a-z][^`\n]*)`", text)
+        spans += [line for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+                  for line in block.replace("\\\n", " ").splitlines()]  # fmt: skip
+        for span in spans:
+            span = span.split("#")[0].replace("...", " ").strip()
+            if any(w in span for w in ("<name>", "|", "*", "benchmarks.", "torchrun")):
+                continue
+            if re.fullmatch(r"--[\w.]+", span):
+                names.add((name, span))
+            elif span.startswith("--") or span.split()[0] in ("fit", "test", "predict") or "python -m tasks" in span:
+                settings.add((name, span))
+    return sorted(settings), sorted(names)
+
+
+def parses(module: str, args: list[str]) -> bool:
+    main = __import__(module, fromlist=["cli_main"]).cli_main
+    try:
+        main([*args, "--print_config"])
+    except SystemExit as done:
+        return done.code in (0, None)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("doc", "span"), documented_options()[0])
+def test_every_option_value_the_docs_name_runs_as_typed(doc, span, tmp_path, monkeypatch, capsys):
+    """Each option setting in the README and docs/ parses (`--print_config`) in the command it names, or, where it
+    names none, in one of the tasks' or the lab's commands."""
+    monkeypatch.chdir(ROOT)
+    span = re.sub(r"<[^>]*>", str(tmp_path / "placeholder"), span)
+    own = re.search(r"python -m (tasks\.\w+) ?(.*)", span)
+    if own:
+        args = shlex.split(own[2])
+        candidates = [(own[1], args)]
+    else:
+        args = shlex.split(span)
+        candidates = [(m, args if args[0] in (sub, "fit", "test", "predict") else [sub, *args]) for m, sub in CLIS]
+    assert any(parses(module, a) for module, a in candidates), f"{doc}: `{span}` runs in no command"
+    capsys.readouterr()
+
+
+@pytest.fixture(scope="module")
+def help_texts():
+    texts = []
+    for module, sub in CLIS:
+        main = __import__(module, fromlist=["cli_main"]).cli_main
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+            main([sub, "--help"])
+        texts.append(out.getvalue())
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize(("doc", "option"), documented_options()[1])
+def test_every_option_the_docs_name_exists(doc, option, help_texts):
+    assert re.search(re.escape(option) + r"\b", help_texts), f"{doc}: {option} is an option of no command"
