@@ -8,6 +8,7 @@ deploys (`deployable()`); a lazily sized layer is materialised by one forward pa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,6 +74,9 @@ def export(model_class: type, task: str, ckpt_path: str, format: Format = "onnx"
     .onnx or .pt2)."""
     if format not in SUFFIX:
         raise ValueError(f"--format {format!r} is not one of {list(SUFFIX)}")
+    missing = [m for m in ("onnx", "onnxscript") if format == "onnx" and find_spec(m) is None]
+    if missing:
+        raise ValueError(f"--format onnx needs {' and '.join(missing)}: pip install 'residual-kit[export]'")
     if not hasattr(model_class, "deployable"):
         raise ValueError(
             f"tasks.{task} has no export: its networks are used from Python (`create_model(..., checkpoint=...)`)"
@@ -88,9 +92,10 @@ def export(model_class: type, task: str, ckpt_path: str, format: Format = "onnx"
 
 def export_cli(model_class: type, task: str, args: list[str]) -> Path:
     """The `export` subcommand's own parser (Lightning's Trainer has no export to run)."""
-    from jsonargparse import ArgumentParser
+    from jsonargparse import ActionConfigFile, ArgumentParser
 
     parser = ArgumentParser(prog=f"python -m tasks.{task} export", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options (--print_config)")
     parser.add_argument("--ckpt_path", type=str, required=True, help="a checkpoint that `fit` wrote")
     parser.add_argument("--format", type=Format, default="onnx", help="onnx, or exported (torch.export, .pt2)")
     parser.add_argument("--output", type=str | None, default=None, help="the file to write")

@@ -69,8 +69,6 @@ class ImageDataModule(SplitDataModule):
             "auto" (a local folder, then a download, then embedded), "folder" or "download". None: "embedded" for
             MNIST, so that the default run is the same on every machine, online or not; "auto" for the others.
         root: folder that holds (or will hold) the data; for dataset="folder", the folder of class subfolders.
-        size: for dataset="folder", the side every image is brought to (its shorter side resized to `size`, its
-            centre cropped), here and at predict; None: the images' own size, which they must share.
         batch_size: samples per batch.
         val_fraction: share of the training data held out for validation.
         test_fraction: share of the embedded digits held out for test (embedded source only).
@@ -81,6 +79,8 @@ class ImageDataModule(SplitDataModule):
         seed: fixes the split.
         download_timeout: seconds before a download attempt gives up.
         predict_path: image files or a folder of them, for `predict`.
+        size: for dataset="folder", the side every image is brought to (its shorter side resized to `size`, its
+            centre cropped), here and at predict; None: the images' own size, which they must share.
     """
 
     def __init__(
@@ -88,7 +88,6 @@ class ImageDataModule(SplitDataModule):
         dataset: Literal["mnist", "fashion_mnist", "cifar10", "folder"] = "mnist",
         source: Source | None = None,
         root: str = "data",
-        size: int | None = None,
         batch_size: int = 128,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
@@ -98,6 +97,7 @@ class ImageDataModule(SplitDataModule):
         seed: int = 0,
         download_timeout: float = 10.0,
         predict_path: str | list[str] | None = None,
+        size: int | None = None,
     ) -> None:
         super().__init__()
         if dataset not in (*DATASETS, "folder"):
