@@ -37,17 +37,16 @@ def image_tensor(image: Any, channels: int, size: int, resize: bool = False) -> 
     """An image file or PIL image as uint8 (channels, size, size), or a ValueError that names what is wrong; with
     `resize`, its shorter side resized to `size` and its centre cropped."""
     img = open_image(image, "L" if channels == 1 else "RGB")
-    if resize:
-        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
-        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
-        return v2.CenterCrop(size)(v2.Resize(size, antialias=True)(x)) if x.shape[-2:] != (size, size) else x
-    if img.size != (size, size):
+    if not resize and img.size != (size, size):
         raise ValueError(
             f"{getattr(image, 'filename', None) or image} is {img.size[0]}x{img.size[1]} but the model reads "
             f"{size}x{size} images: resize it first (e.g. PIL: Image.open(p).resize(({size}, {size})))"
         )
     x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
-    return x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
+    x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
+    if x.shape[-2:] != (size, size):  # only with resize: shorter side to size, centre cropped
+        x = v2.CenterCrop(size)(v2.Resize(size, antialias=True)(x))
+    return x
 
 
 def open_image(path: Path | Any, mode: str) -> Any:
