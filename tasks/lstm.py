@@ -208,10 +208,7 @@ def strip_grid(shown: list[tuple[torch.Tensor, str, str]], cols: int = 3) -> Any
 class ReadingWriter(CSVWriter):
     """Print and write the string read from each strip to `readings.csv` (path, digits)."""
 
-    filename, things = "readings.csv", "readings"
-
-    def header(self, pl_module: Any, predictions: Any) -> list[str]:
-        return ["path", "digits"]
+    filename, things, columns = "readings.csv", "readings", ("path", "digits")
 
     def show(self, row: Any) -> str:
         return f"{row[0]}: {row[1]}"

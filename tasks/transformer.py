@@ -189,10 +189,7 @@ class DigitTransformer(NetworkCheckpoint, pl.LightningModule):
 class AnswerWriter(CSVWriter):
     """Print each prompt with its answer (or continuation) and write them to `answers.csv` (prompt, answer)."""
 
-    filename, things = "answers.csv", "answers"
-
-    def header(self, pl_module: Any, predictions: Any) -> list[str]:
-        return ["prompt", "answer"]
+    filename, things, columns = "answers.csv", "answers", ("prompt", "answer")
 
     def show(self, row: Any) -> str:
         return f"{row[0].strip()} {row[1]}"

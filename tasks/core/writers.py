@@ -20,13 +20,14 @@ class CSVWriter(BasePredictionWriter):
 
     filename: ClassVar[str]
     things: ClassVar[str]  # what a row is, in the closing line ("wrote 3 answers to ...")
+    columns: ClassVar[tuple[str, ...]] = ()  # the header, where it does not depend on the model
 
     def __init__(self, output: str | None = None) -> None:
         super().__init__(write_interval="epoch")
         self.output = output
 
     def header(self, pl_module: Any, predictions: Any) -> list[str]:
-        raise NotImplementedError
+        return list(self.columns)
 
     def rows(self, pl_module: Any, predictions: Any) -> list[Sequence[Any]]:
         """The rows of every batch, in order (a task whose `predict_step` returns rows needs no other)."""
