@@ -101,6 +101,21 @@ def matmul_peak(dtype: torch.dtype = torch.float32, size: int = 1024, repeats: i
     return 2 * size**3 / best
 
 
+def throughput_text(throughput: dict[str, Any]) -> str:
+    t = throughput
+    bf16 = str(t["precision"]).startswith("bf16")
+    peak, kind = (t["peak_bf16"], "bfloat16") if bf16 else (t["peak_fp32"], "fp32")
+    return (
+        f"Pre-norm's training step runs {t['step_flops'] / 1e9:.2f} GFLOP (6 per Linear weight per byte and "
+        f"attention's 12·depth·context·width, forward and backward) in {t['step_seconds'] * 1e3:.0f} ms (the median "
+        f"step of its runs, each on one thread beside another run): {t['achieved'] / 1e9:.1f} GFLOP/s, "
+        f"{t['achieved'] / peak:.0%} of this CPU's {kind} matrix-multiply rate on one thread, measured in this run "
+        f"on 1024×1024 matrices ({peak / 1e9:.0f} GFLOP/s; fp32 {t['peak_fp32'] / 1e9:.0f}, bfloat16 "
+        f"{t['peak_bf16'] / 1e9:.0f}). Precision of the training steps: {t['precision']}; compiled: {t['compile']}; "
+        "scoring in fp32."
+    )
+
+
 __all__ = [
     "FAILED_BITS",
     "SpeedUp",
@@ -111,5 +126,6 @@ __all__ = [
     "scored",
     "steps_to_reach",
     "steps_to_target",
+    "throughput_text",
     "validation_curve",
 ]

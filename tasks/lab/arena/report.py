@@ -16,6 +16,7 @@ from tasks.lab.arena.gains import (
     median_speedup,
     scored,
     steps_to_target,
+    throughput_text,
     validation_curve,
 )
 from tasks.lab.arena.ngram import REFERENCES
@@ -54,9 +55,10 @@ def summary(
     chosen: dict[str, float],
     costs: dict[str, float],
     steps: int,
+    compared: tuple[dict[str, PairedDifference], dict[str, float]],
     spreads: dict[str, tuple[float, float]] | None = None,
 ) -> list[dict[str, Any]]:
-    diffs, adjusted = differences(main, designs, seeds)
+    diffs, adjusted = compared
     base_runs = by_design(main, "pre", seeds)
     rows = []
     for design in designs:
@@ -106,8 +108,10 @@ def sweep_table(
     return rows
 
 
-def papers_table(main: list[dict[str, Any]], designs: list[str], seeds: list[int]) -> list[dict[str, Any]]:
-    diffs, adjusted = differences(main, designs, seeds)
+def papers_table(
+    designs: list[str], compared: tuple[dict[str, PairedDifference], dict[str, float]]
+) -> list[dict[str, Any]]:
+    diffs, adjusted = compared
     rows = []
     for design in designs:
         entry = DESIGNS.get_builder(design)
@@ -126,21 +130,6 @@ def papers_table(main: list[dict[str, Any]], designs: list[str], seeds: list[int
             }
         )
     return rows
-
-
-def throughput_text(throughput: dict[str, Any]) -> str:
-    t = throughput
-    bf16 = str(t["precision"]).startswith("bf16")
-    peak, kind = (t["peak_bf16"], "bfloat16") if bf16 else (t["peak_fp32"], "fp32")
-    return (
-        f"Pre-norm's training step runs {t['step_flops'] / 1e9:.2f} GFLOP (6 per Linear weight per byte and "
-        f"attention's 12·depth·context·width, forward and backward) in {t['step_seconds'] * 1e3:.0f} ms (the median "
-        f"step of its runs, each on one thread beside another run): {t['achieved'] / 1e9:.1f} GFLOP/s, "
-        f"{t['achieved'] / peak:.0%} of this CPU's {kind} matrix-multiply rate on one thread, measured in this run "
-        f"on 1024×1024 matrices ({peak / 1e9:.0f} GFLOP/s; fp32 {t['peak_fp32'] / 1e9:.0f}, bfloat16 "
-        f"{t['peak_bf16'] / 1e9:.0f}). Precision of the training steps: {t['precision']}; compiled: {t['compile']}; "
-        "scoring in fp32."
-    )
 
 
 def power_law_projection(main: list[dict[str, Any]], seeds: list[int], bits: float) -> str:
@@ -162,7 +151,12 @@ def power_law_projection(main: list[dict[str, Any]], seeds: list[int], bits: flo
 
 
 def plot_arena(
-    main: list[dict[str, Any]], designs: list[str], seeds: list[int], references: dict[str, float], out: Path
+    main: list[dict[str, Any]],
+    designs: list[str],
+    seeds: list[int],
+    references: dict[str, float],
+    compared: tuple[dict[str, PairedDifference], dict[str, float]],
+    out: Path,
 ) -> dict[str, Path]:
     plt = pyplot()
     cmap = plt.get_cmap("tab10" if len(designs) <= 10 else "tab20")
@@ -194,7 +188,7 @@ def plot_arena(
 
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(designs) + 2))
     base = [scored(r) for r in by_design(main, "pre", seeds)]
-    diffs, adjusted = differences(main, designs, seeds)
+    diffs, adjusted = compared
     for i, design in enumerate(designs):
         bits = [scored(r) for r in by_design(main, design, seeds)]
         ax.scatter(bits, [i] * len(bits), color=colors[design], alpha=0.6)
@@ -231,6 +225,7 @@ def write_arena_report(
     settings: dict[str, Any],
 ) -> Path:
     s = settings
+    compared = differences(main, designs, seeds)  # one family of comparisons for every table and figure
     val_bytes, test_bytes = (sum(len(b) for b in blocks) for blocks in (data.val_blocks, data.test_blocks))
     intro = (
         f"GPT width {s['dim']}, {s['heads']} heads, {s['depth']} layers, {s['block_size']} bytes of context, "
@@ -272,14 +267,14 @@ def write_arena_report(
     tables = [
         (
             "Designs against pre-norm (test bits per byte)",
-            markdown_table(summary(main, designs, seeds, chosen, costs, s["steps"], spreads)),
+            markdown_table(summary(main, designs, seeds, chosen, costs, s["steps"], compared, spreads)),
         ),
         ("Count models on the same test bytes", markdown_table(refs) + "\n\n" + standing),
         (
             f"Learning-rate sweep (validation bits per byte, seed {seeds[0]}; the chosen rate in bold)",
             markdown_table(sweep_table(swept, designs, grids, chosen, seeds[0])),
         ),
-        ("What each paper reports, and what the arena measured", markdown_table(papers_table(main, designs, seeds))),
+        ("What each paper reports, and what the arena measured", markdown_table(papers_table(designs, compared))),
         ("Throughput", throughput_text(throughput)),
     ]
     caveat = (
@@ -290,7 +285,7 @@ def write_arena_report(
         "compared; the test bytes played no part in any choice."
     )
     tables.append(("What the arena can and cannot say", caveat))
-    figs = plot_arena(main, designs, seeds, references, folder)
+    figs = plot_arena(main, designs, seeds, references, compared, folder)
     return write_report(folder, "Residual arena", intro, tables, figs)
 
 
