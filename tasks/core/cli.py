@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
-import yaml
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.io import CheckpointIO
 
+from tasks.core.arguments import check_old_options, find_configs
 from tasks.core.callbacks import DivergenceError
 from tasks.core.checkpoints import (
     AtomicCheckpointIO,
@@ -33,7 +33,6 @@ from tasks.core.checkpoints import (
     last_checkpoint,
 )
 from tasks.core.curves import LearningCurves
-from tasks.core.deprecations import check_renamed, dotted_keys
 from tasks.core.trainer import guard_callbacks
 
 
@@ -94,8 +93,14 @@ class TaskCLI(LightningCLI):
             run=run,
         )
 
+    def add_callback_arguments(self, parser: LightningArgumentParser, callback: type[Callback], key: str) -> None:
+        """`--key.*` configure a callback the trainer gets (unless it is a checkpoint and checkpointing is off)."""
+        parser.add_class_arguments(callback, key, fail_untyped=False, sub_configs=True)
+        self.callback_groups = {*getattr(self, "callback_groups", ()), key}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        self.parsers = (*getattr(self, "parsers", ()), parser)  # one per subcommand; hparams become defaults of all
+        self.add_callback_arguments(parser, ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": self.monitor,
@@ -115,37 +120,44 @@ class TaskCLI(LightningCLI):
         for source, target in self.links:
             parser.link_arguments(source, target, apply_on="instantiate")
         if self.writer is not None:
-            parser.add_lightning_class_args(self.writer, "predictions")
+            self.add_callback_arguments(parser, self.writer, "predictions")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse `args` (the command line when None; LightningCLI's own would warn about args given beside
+        sys.argv), then again over a checkpoint's hyperparameters as defaults (see `checkpoint_defaults`)."""
         args = find_configs(sys.argv[1:] if args is None else list(args))
         check_old_options(args, self.task)
-        self._args = args
-        self.config = parser.parse_args(args)  # LightningCLI's own would warn about args given beside sys.argv
-
-    def _parse_ckpt_path(self) -> None:
-        """A checkpoint's hyperparameters (the model's and its data module's) become the defaults of `--model.*`
-        and `--data.*`, and what the user wrote (on the command line or in a `--config` file) overrides them:
-        `test --ckpt_path X --model.sampling.truncation=2` samples with truncation, and `predict --ckpt_path X` of a
-        text model reads its prompts as that text's bytes. Lightning merges them over the whole config instead,
-        which silently dropped every `--model.*` given beside `--ckpt_path` (Lightning PR #21455). A checkpoint
-        that is unreadable, of an earlier version or of another task fails here with one line."""
+        self.config = parser.parse_args(args)
         subcommand = self.config.get("subcommand")
-        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        self.ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        defaults = self.checkpoint_defaults(self.ckpt_path)
+        if defaults:
+            for each in self.parsers:
+                each.set_defaults(defaults)
+            self.config = parser.parse_args(args)
+        if subcommand:  # Lightning would merge the checkpoint's hyperparameters over what the user wrote
+            self.config[subcommand].ckpt_path = None
+
+    def before_instantiate_classes(self) -> None:
+        if self.config.get("subcommand"):
+            self.config[self.config.subcommand].ckpt_path = self.ckpt_path
+
+    def checkpoint_defaults(self, path: str | None) -> dict[str, Any]:
+        """A checkpoint's hyperparameters (the model's and its data module's) as defaults of `--model.*` and
+        `--data.*`, so that what the user wrote (on the command line or in a `--config` file) overrides them:
+        `test --ckpt_path X --model.sampling.truncation=2` samples with truncation, and `predict --ckpt_path X` of a
+        text model reads its prompts as that text's bytes. A checkpoint that is unreadable, of an earlier version or
+        of another task fails here with one line."""
         if not (path and Path(path).is_file()):
-            return
+            return {}
         hparams, data = check_hyperparameters(path, self.model_class, self.task)
         taken = set(inspect.signature(self.datamodule_class).parameters)
-        defaults = {f"model.{k}": v for k, v in hparams.items()}
-        defaults |= {f"data.{k}": v for k, v in data.items() if k in taken}
-        if not defaults:
-            return
-        self._parser(subcommand).set_defaults(defaults)
-        self.config = self.parser.parse_args(self._args)  # again, over the new defaults
+        return {f"model.{k}": v for k, v in hparams.items()} | {f"data.{k}": v for k, v in data.items() if k in taken}
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
-        chosen = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        settings = self.config_init.get(str(self.subcommand), self.config_init)
+        config = {**settings.get("trainer", {}), **kwargs}
+        chosen = [settings[key] for key in sorted(getattr(self, "callback_groups", ())) if key in settings]
         if config.get("enable_checkpointing") is False:
             chosen = [c for c in chosen if not isinstance(c, ModelCheckpoint)]
         if config.get("logger") is True:
@@ -156,7 +168,10 @@ class TaskCLI(LightningCLI):
             config["plugins"] = [*plugins, AtomicCheckpointIO()]
         if self.ddp_find_unused and config.get("strategy") == "ddp":
             config["strategy"] = "ddp_find_unused_parameters_true"
-        return self._instantiate_trainer(config, chosen + self._default_callbacks(config, chosen))
+        given = config.get("callbacks") or []
+        given = list(given) if isinstance(given, (list, tuple)) else [given]
+        config["callbacks"] = [*given, *chosen, *self._default_callbacks(config, chosen)]
+        return super().instantiate_trainer(**config)
 
     def _default_callbacks(self, config: dict[str, Any], chosen: list[Callback]) -> list[Callback]:
         """Ours, less what the user switched off or replaced (`--trainer.callbacks+=TQDMProgressBar`)."""
@@ -211,66 +226,6 @@ class TaskCLI(LightningCLI):
             return
         best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
-
-
-def check_old_options(args: list[str], task: str) -> None:
-    """Refuse, in one line, LightningCLI's `--optimizer` and option names that stopped working (`RENAMED`).
-
-    Looks at the command line and at every `--config` file it names (its sections, or those of the
-    subcommand), before the parser would answer with a long usage text.
-    """
-    keys = []
-    for arg in args:
-        key = arg.split("=", 1)[0]
-        if key.startswith(("--optimizer", "--lr_scheduler")):
-            raise ValueError(
-                f"{key} is not an option of residual-kit tasks: each task builds its optimiser and schedule from "
-                f"its own options (see `python -m tasks.{task} fit --help`, under --model)."
-            )
-        if key.startswith("--"):
-            keys.append(key.removeprefix("--"))
-    check_renamed(task, keys)
-    for _, path in _config_arguments(args):
-        try:
-            content = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError):
-            continue  # the parser reports unreadable configs itself
-        if isinstance(content, dict):
-            keys = list(dotted_keys(content))
-            check_renamed(task, keys + [k.split(".", 1)[1] for k in keys if "." in k], where=f"{path}: ")
-
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-"""The shipped configs, installed with the package: `--config mnist_resnet20` finds `configs/mnist_resnet20.yaml`."""
-
-
-def find_configs(args: list[str]) -> list[str]:
-    """`--config NAME` (or `configs/NAME.yaml` outside a checkout) -> the shipped config of that name, where
-    NAME is not a file here; every other argument as it was."""
-    out = list(args)
-    for i, value in _config_arguments(args):
-        shipped = shipped_config(value)
-        out[i] = shipped if args[i] == value else f"--config={shipped}"
-    return out
-
-
-def shipped_config(value: str) -> str:
-    """`value` if it is a file here, else the shipped config named by it (with or without `.yaml`), else `value`."""
-    if Path(value).is_file():
-        return value
-    name = Path(value).name
-    return next((str(CONFIGS / n) for n in (name, f"{name}.yaml") if (CONFIGS / n).is_file()), value)
-
-
-def _config_arguments(args: list[str]) -> list[tuple[int, str]]:
-    """(position, file) of every config the arguments name: `--config F`, `-c F` or `--config=F`."""
-    found = []
-    for i, arg in enumerate(args):
-        if arg in ("--config", "-c") and i + 1 < len(args):
-            found.append((i + 1, args[i + 1]))
-        elif arg.startswith("--config="):
-            found.append((i, arg.split("=", 1)[1]))
-    return found
 
 
 def task_main(cli: type[TaskCLI], args: list[str] | None = None) -> Any:

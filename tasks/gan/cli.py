@@ -68,7 +68,7 @@ class GANCLI(TaskCLI):
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         super().add_arguments_to_parser(parser)
-        parser.add_lightning_class_args(GANEvaluation, "evaluation")
+        self.add_callback_arguments(parser, GANEvaluation, "evaluation")
         parser.link_arguments("data.source", "evaluation.source")
         parser.link_arguments("data.root", "evaluation.root")
 
