@@ -1,6 +1,6 @@
 """LAuReL (Menghani et al. 2024): the residual's shortcut made a learned linear function, as merges.
 
-    LaurelRW   y = α·b + β·s            learned weights on branch and shortcut (LAuReL-RW)
+    LaurelRW   y = α·b + β·s            learned weights on branch and shortcut, bounded (LAuReL-RW)
     LaurelLR   y = b + s + B A s         a low-rank learned map added to the shortcut (LAuReL-LR)
 
 Both start as y = s + b (α = β = 1; B = 0), so a network built with them starts as its plain residual twin.
@@ -16,7 +16,8 @@ from .layout import DataFormat, feature_axis
 
 
 class LaurelRW(nn.Module):
-    """y = α·b + β·s, with learned scalars α, β from 1."""
+    """y = α·b + β·s, α = 2σ(a) and β = 2σ(c) with learned a, c from 0: the paper keeps its two weights bounded
+    through a sigmoid, and 2σ(0) = 1 starts the block as s + b."""
 
     connects, scalars = True, ("weights",)  # see residual_kit.optim
 
@@ -24,10 +25,11 @@ class LaurelRW(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.weights = nn.Parameter(torch.ones(2))  # α, β
+        self.weights = nn.Parameter(torch.zeros(2))  # a, c: α = 2σ(a), β = 2σ(c)
 
     def forward(self, s: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.weights[0] * b + self.weights[1] * s
+        alpha, beta = 2 * torch.sigmoid(self.weights)
+        return alpha * b + beta * s
 
     def formula(self, sx: str, fx: str) -> str:
         return f"α·{fx} + β·{sx}"

@@ -139,6 +139,58 @@ class NoShortcut(nn.Module):
         return fx
 
 
+class OrthogonalAdd(nn.Module):
+    """y = s + b_⊥, b_⊥ = b - (⟨b, s⟩ / (⟨s, s⟩ + ε)) s: only the part of the branch orthogonal to the stream is
+    added, at every position over the channels (Oh et al. 2025, "Revisiting Residual Connections: Orthogonal
+    Updates", 2505.11881; x-transformers' `orthog_residual`).
+
+    Args:
+        data_format: where the channels are.
+        eps: ε, keeping a zero stream finite.
+    """
+
+    fresh = True
+
+    def __init__(self, data_format: DataFormat = "channels_last", eps: float = 1e-6) -> None:
+        super().__init__()
+        self.axis, self.eps = feature_axis(check_data_format(data_format)), eps
+
+    def forward(self, s: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        along = (b * s).sum(self.axis, keepdim=True) / ((s * s).sum(self.axis, keepdim=True) + self.eps)
+        return s + b - along * s
+
+    def formula(self, sx: str, fx: str) -> str:
+        return f"{sx} + {fx} - (⟨{fx},{sx}⟩/‖{sx}‖²)·{sx}"
+
+
+class GRUGate(nn.Module):
+    """y = GRUCell(input b, hidden s): the stream is a GRU's state and the branch its input, so update and reset
+    gates decide how much of each reaches the next layer (x-transformers' `gate_residual`, after GTrXL, Parisotto
+    et al. 2020).
+
+    Args:
+        dim: channels of s and b.
+        data_format: where the channels are.
+    """
+
+    connects = True  # the gates start as torch's GRUCell and keep that init through a model-wide one
+
+    fresh = True
+
+    def __init__(self, dim: int, data_format: DataFormat = "channels_last") -> None:
+        super().__init__()
+        self.axis = feature_axis(check_data_format(data_format))
+        self.gru = nn.GRUCell(dim, dim)
+
+    def forward(self, s: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        s_, b_ = s.movedim(self.axis, -1), b.movedim(self.axis, -1)
+        y = self.gru(b_.reshape(-1, b_.shape[-1]), s_.reshape(-1, s_.shape[-1]))
+        return y.view(s_.shape).movedim(-1, self.axis)
+
+    def formula(self, sx: str, fx: str) -> str:
+        return f"GRU({fx}; {sx})"
+
+
 def _laurel(form: str, slot: Slot) -> nn.Module:
     from .laurel import LaurelLR, LaurelRW
 
@@ -164,6 +216,8 @@ MERGES: Registry = Registry(
         "laurel_lr": lambda slot: _laurel("lr", slot),
         "gate": lambda slot: GatedMerge(_branch_width(slot, "gate"), slot.data_format),
         "concat": lambda slot: ConcatFuse(slot.dim, _branch_width(slot, "concat"), data_format=slot.data_format),
+        "orthogonal": lambda slot: OrthogonalAdd(slot.data_format),
+        "gru": lambda slot: GRUGate(_branch_width(slot, "gru"), slot.data_format),
     },
 )
 """Merges by name: builder(slot) -> module called as merge(s, b); `slot.dim` is the width of s and

@@ -68,6 +68,48 @@ class DynamicTanh(nn.Module):
         return f"dim={self.dim}, alpha={self.init_alpha}, data_format={self.data_format}"
 
 
+class DynamicErf(DynamicTanh):
+    """Derf (Chen et al. 2025, "Stronger Normalization-Free Transformers", 2512.10938): γ ⊙ erf(α x + s) + β in
+    place of a norm; α (from 0.5) and the shift s (from 0) learnable scalars, γ and β per channel from 1 and 0, as
+    the paper's reference code starts them."""
+
+    scalars = ("alpha", "shift")
+
+    def __init__(self, dim: int, alpha: float = 0.5, data_format: DataFormat = "channels_last") -> None:
+        super().__init__(dim, alpha, data_format)
+        self.shift = nn.Parameter(torch.zeros(()))
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if hasattr(self, "shift"):
+            nn.init.zeros_(self.shift)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = (broadcast_channels(p, x, self.data_format) for p in (self.weight, self.bias))
+        return torch.erf(self.alpha * x + self.shift) * weight + bias
+
+
+class DepthScaledNorm(nn.Module):
+    """norm(x) * factor: LayerNorm Scaling's 1/sqrt(l) on the pre-norm of layer l (see `ResidualOptions`).
+
+    Args:
+        spec: the norm, as `make_norm` takes it.
+        factor: the scale of its output.
+        dim: channels.
+        data_format: where the channels are.
+    """
+
+    def __init__(self, spec: NormSpec, factor: float, dim: int, data_format: DataFormat = "channels_last") -> None:
+        super().__init__()
+        self.norm, self.factor = make_norm(spec, dim, data_format), factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x) * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor:.4g}"
+
+
 def _last_axis(make: Callable[[int], nn.Module]) -> Callable[[Slot], nn.Module]:
     def build(slot: Slot) -> nn.Module:
         norm = make(slot.dim)
@@ -96,6 +138,7 @@ NORMS: Registry[Callable[[Slot], nn.Module]] = Registry(
         "batch": _batch,
         "group": _group,
         "dyt": lambda slot: DynamicTanh(slot.dim, data_format=slot.data_format),
+        "derf": lambda slot: DynamicErf(slot.dim, data_format=slot.data_format),
     },
 )
 """Norms by name: builder(slot) -> a module over the feature axis of width `slot.dim`."""
@@ -124,4 +167,4 @@ def make_norm(spec: NormSpec, dim: int | None, data_format: DataFormat = "channe
     raise TypeError(f"norm must be a string, class, factory, module or None, got {type(spec).__name__}")
 
 
-__all__ = ["NORMS", "DynamicTanh", "MoveAxis", "NormSpec", "make_norm"]
+__all__ = ["NORMS", "DepthScaledNorm", "DynamicErf", "DynamicTanh", "MoveAxis", "NormSpec", "make_norm"]

@@ -107,12 +107,19 @@ def _layerscale(slot: Slot) -> nn.Module:
     return LayerScale(slot.branch_dim, layerscale_init(slot.depth), slot.data_format)
 
 
+def _completep(slot: Slot) -> nn.Module:
+    if slot.depth is None:
+        raise ValueError("scale='completep' multiplies each branch by 1/L: pass depth= (the layers of the stack)")
+    return Scale(1 / slot.depth)
+
+
 SCALES: Registry = Registry(
     "scale",
     {
         "learnable": lambda slot: LearnableScale(),
         "rezero": lambda slot: ReZero(),
         "layerscale": _layerscale,
+        "completep": _completep,  # CompleteP (Dey et al. 2025, 2505.01618): h + L^-1 f(h), its alpha = 1
     },
 )
 """Branch scales by name: builder(slot) -> module; `slot.branch_dim` is the width of f(x)."""

@@ -17,17 +17,18 @@ from residual_kit.optim import (
     param_groups,
     scalar_parameters,
 )
-from residual_kit.stack import build_stack
+from residual_kit.stack import build_stack, required_options
 
-MERGES_WITH_WEIGHTS = ["laurel_rw", "laurel_lr", "gate"]
+MERGES_WITH_WEIGHTS = ["laurel_rw", "laurel_lr", "gate", "gru"]
 
 
 def gpt(stack: str = "plain", **options) -> nn.Module:
+    options = {**required_options(stack), **options}
     return GPTConfig(vocab_size=32, block_size=8, layers=2, dim=16, heads=2, stack=stack, **options).build()
 
 
 def lstm(stack: str = "plain", **options) -> nn.Module:
-    return LSTMConfig(input_size=16, dim=16, layers=3, stack=stack, **options).build()
+    return LSTMConfig(input_size=16, dim=16, layers=3, stack=stack, **{**required_options(stack), **options}).build()
 
 
 def zero_at_construction(stack: str) -> set[str]:
@@ -63,8 +64,11 @@ def test_a_merges_init_survives_the_models_init(merge):
             assert not m.up.weight.any()  # B = 0: the block starts as its plain twin
         elif merge == "gate":
             assert torch.equal(m.gate.bias, torch.full_like(m.gate.bias, m.gate_bias))  # the carry bias
+        elif merge == "gru":  # torch's GRUCell init, U(-1/sqrt(D), 1/sqrt(D)), not GPT-2's N(0, 0.02)
+            weights = torch.cat([p.flatten() for p in m.gru.parameters()])
+            assert weights.abs().max() <= 16**-0.5 and weights.std() > 0.1
         else:
-            assert torch.equal(m.weights, torch.ones(2))
+            assert torch.equal(m.weights, torch.zeros(2))  # α = β = 2σ(0) = 1
 
 
 @pytest.mark.parametrize("stack", list(STACKS))

@@ -54,8 +54,8 @@ def test_registry_refuses_a_taken_name_unless_replacing():
 def test_unknown_names_list_the_registered_ones_and_how_to_add_one():
     with pytest.raises(
         ValueError,
-        match=r"merge='mean' is not one of \['add', 'concat', 'gate', 'laurel_lr', 'laurel_rw', 'none'\]"
-        r".*MERGES.register",
+        match=r"merge='mean' is not one of \['add', 'concat', 'gate', 'gru', 'laurel_lr', 'laurel_rw', 'none', "
+        r"'orthogonal'\].*MERGES.register",
     ):
         Residual(nn.Linear(4, 4), merge="mean")
     with pytest.raises(ValueError, match=r"MERGES\.register"):

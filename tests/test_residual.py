@@ -357,11 +357,11 @@ def test_shape_mismatch_names_both_shapes_and_the_fix():
     [
         ({"placement": "middle"}, "'pre', 'post', 'sandwich', 'deepnorm'"),
         ({"shortcut": "skip"}, "'identity', 'pad', 'projection'"),
-        ({"merge": "mul"}, "'add', 'concat', 'gate', 'laurel_lr', 'laurel_rw', 'none'"),
-        ({"scale": "huge"}, "'layerscale', 'learnable', 'rezero'"),
+        ({"merge": "mul"}, "'add', 'concat', 'gate', 'gru', 'laurel_lr', 'laurel_rw', 'none', 'orthogonal'"),
+        ({"scale": "huge"}, "'completep', 'layerscale', 'learnable', 'rezero'"),
         ({"activation": "swish"}, "'gelu', 'relu'"),
         ({"data_format": "NHWC"}, "'channels_last', 'channels_first'"),
-        ({"norm": "instance", "placement": "pre", "dim": D}, "'batch', 'dyt', 'group', 'layer', 'rms'"),
+        ({"norm": "instance", "placement": "pre", "dim": D}, "'batch', 'derf', 'dyt', 'group', 'layer', 'rms'"),
     ],
 )
 def test_bad_option_lists_the_allowed_values(kwargs, allowed):

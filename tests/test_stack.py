@@ -132,20 +132,9 @@ def test_each_design_compiles_fullgraph(design):
 
 
 DDP_DESIGNS = {  # every stack design of the arena and its own initialisations, beside pre-norm
-    name: ARENA[name].gpt_options()
-    for name in (
-        "pre",
-        "hyper",
-        "mhc",
-        "frac",
-        "denseformer",
-        "x0",
-        "unet",
-        "mudd",
-        "attnres",
-        "value-residual",
-        "fixup",
-    )
+    name: design.gpt_options()
+    for name, design in ARENA.items()
+    if name in ("pre", "value-residual", "fixup") or "stack" in design.options
 }
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any, Literal
 
 from torch import nn
@@ -10,14 +12,16 @@ from torch import nn
 from ..drop_path import drop_path_rates
 from ..init import INITS, initialise
 from ..merge import MERGES
-from ..norm import NORMS
+from ..norm import NORMS, DepthScaledNorm
 from ..residual import PLACEMENTS, Placement, Residual
 from ..scale import SCALES
 
 MIX_LN_POST = 0.25  # Mix-LN's share of post-norm layers (Li et al. 2024, alpha)
 
-ModelPlacement = Placement | Literal["mix"]
-"""A model's placement: every `Residual` placement, or "mix" (Mix-LN) across its layers; one type for every config."""
+ModelPlacement = Placement | Literal["mix", "lns"]
+"""A model's placement: every `Residual` placement, "mix" (Mix-LN) across its layers, or "lns" (pre-norm with
+LayerNorm Scaling); one type for every config."""
+MODEL_PLACEMENTS = (*PLACEMENTS, "mix", "lns")
 
 
 @dataclass(kw_only=True)
@@ -30,7 +34,9 @@ class ResidualOptions:
     Args:
         placement: where the norm sits in every block: None, "pre", "post", "sandwich" or "deepnorm"
             (DeepNet's α·x and β-scaled init, N the model's layers), or "mix" (Mix-LN, Li et al. 2024: "post"
-            in the first quarter of the layers, "pre" in the rest).
+            in the first quarter of the layers, floored, at least one; "pre" in the rest), or "lns" (LayerNorm
+            Scaling, Sun et al. 2025, 2502.05795: pre-norm whose norm output in layer l, from 1, is scaled by
+            1/sqrt(l): y = x + f(LN(x)/sqrt(l))).
         norm: the norm that `placement` puts in, a name in `NORMS`.
         scale: branch scale of every block: None, a float, or a name in `SCALES` ("learnable", "rezero",
             "layerscale" with CaiT's ε for the model's depth).
@@ -49,8 +55,8 @@ class ResidualOptions:
 
     def check_residual_options(self) -> None:
         """Refuse an unknown name, a rate outside [0, 1], or a norm that no placement puts in, in one line."""
-        if self.placement not in (*PLACEMENTS, "mix"):
-            raise ValueError(f"placement={self.placement!r} is not one of {(*PLACEMENTS, 'mix')}")
+        if self.placement not in MODEL_PLACEMENTS:
+            raise ValueError(f"placement={self.placement!r} is not one of {MODEL_PLACEMENTS}")
         NORMS.check(self.norm)
         if isinstance(self.scale, str):
             SCALES.check(self.scale)
@@ -74,15 +80,21 @@ class ResidualOptions:
         """`wrap` as the residual block of layer `layer` of `depth`, with these options; `block` gives its widths
         and any model-fixed slot."""
         placement = self.placement_at(layer, depth)
-        options = {"norm": self.norm, "placement": placement, "scale": self.scale, "merge": self.merge}
+        norm: Any = self.norm
+        if self.placement == "lns":
+            fmt = block.get("data_format", "channels_last")
+            norm = partial(DepthScaledNorm, self.norm, 1 / math.sqrt(layer + 1), data_format=fmt)
+        options = {"norm": norm, "placement": placement, "scale": self.scale, "merge": self.merge}
         return Residual(wrap, **{**options, **block}, drop_path=drop_path, depth=depth)
 
     def placement_at(self, layer: int, depth: int) -> Placement | None:
-        """The placement of layer `layer` of `depth`: Mix-LN's "post" in the first quarter (at least one layer),
-        "pre" after it."""
+        """The placement of layer `layer` of `depth`: Mix-LN's "post" in the first ⌊depth/4⌋ layers (at least
+        one), "pre" after it; "pre" for LayerNorm Scaling."""
+        if self.placement == "lns":
+            return "pre"
         if self.placement != "mix":
             return self.placement
-        return "post" if layer < max(1, round(MIX_LN_POST * depth)) else "pre"
+        return "post" if layer < max(1, math.floor(MIX_LN_POST * depth)) else "pre"
 
     def drop_path_rates(self, blocks: int) -> list[float]:
         """The drop-path rate of each of `blocks` blocks, in depth order."""
@@ -98,4 +110,4 @@ def _default(options: ResidualOptions, name: str) -> Any:
     return next(f.default for f in fields(options) if f.name == name)
 
 
-__all__ = ["ModelPlacement", "ResidualOptions"]
+__all__ = ["MODEL_PLACEMENTS", "ModelPlacement", "ResidualOptions"]

@@ -1,29 +1,9 @@
 """Residual designs of a whole stack: what crosses layers, beyond one block's x + f(x).
 
-Every design runs the same layers of `Residual` sub-layers (see `protocol`), so each residual option
-means the same in every design:
-
-    PlainStack            each layer after the other                     stack="plain"
-    DepthWeightedAverage  after a layer, a learned average of the        stack="dense"
-                          embeddings and earlier layers' outputs (DenseFormer, Pagliardini et al. 2024)
-    HyperConnections      n residual streams mixed by learned width and  stack="hyper"
-                          depth connections (Zhu et al. 2024), static or dynamic
-    ManifoldHyperConnections
-                          the same with the mixing projected onto        stack="mhc"
-                          doubly stochastic matrices (mHC, DeepSeek-AI 2025)
-    FracConnections       the connections between fractions of the       stack="frac"
-                          stream, not copies of it (Zhu et al. 2025)
-    EmbeddingMix          x = a x + b x_0 before each layer              stack="x0"
-                          (modded-nanogpt's record runs)
-    UNetSkips             first-half outputs added back, mirrored,       stack="unet"
-                          in the second half (modded-nanogpt)
-    DynamicDense          per-position learned combinations of earlier   stack="mudd"
-                          outputs (MUDDFormer, Xiao et al. 2025)
-    AttentionResiduals    softmax attention over earlier sub-layers'     stack="attnres"
-                          outputs (Kimi Team 2026)
-
-`build_stack(name, layers, dim, options)` builds one by name; a new design is one module plus one entry
-in `STACKS`.
+Every design runs the same layers of `Residual` sub-layers (see `protocol`), so each residual option means the
+same in every design. A design is one class whose constructor takes the layers (and `dim`, the width, if it needs
+it) and its own options; `STACKS` registers it once, and `build_stack` reads its options from its constructor.
+`describe_stacks()` lists every registered design with the first line of its docstring.
 """
 
 from __future__ import annotations
@@ -35,31 +15,55 @@ from typing import Any
 from torch import nn
 
 from ..registry import Registry
+from .canon import Canon, CanonLayers
 from .dense import DepthWeightedAverage
-from .depthwise import AttentionResiduals, DynamicDense
+from .dual import ResiDual
+from .dynamic_depth import AttentionResiduals, DynamicDense
 from .frac import FracConnections
-from .hyper import HyperConnections, ManifoldHyperConnections, read_and_mix, sinkhorn
+from .hyper import (
+    HyperConnections,
+    ManifoldHyperConnections,
+    PermutationHyperConnections,
+    read_and_mix,
+    sinkhorn,
+)
 from .protocol import PlainStack, branch_only, first, sublayers
-from .reinject import EmbeddingMix, UNetSkips
+from .reinject import Backout, EmbeddingMix, UNetSkips
 
 StackBuilder = Callable[..., nn.Module]
 
 STACKS: Registry[StackBuilder] = Registry(
     "stack",
     {
-        "plain": lambda layers, dim: PlainStack(layers),
-        "dense": lambda layers, dim, dilation=1, period=1: DepthWeightedAverage(layers, dilation, period),
-        "hyper": lambda layers, dim, streams=4, dynamic=True: HyperConnections(layers, dim, streams, dynamic),
-        "mhc": lambda layers, dim, streams=4, dynamic=True: ManifoldHyperConnections(layers, dim, streams, dynamic),
-        "frac": lambda layers, dim, fractions=2, dynamic=True: FracConnections(layers, dim, fractions, dynamic),
-        "x0": lambda layers, dim: EmbeddingMix(layers),
-        "unet": lambda layers, dim: UNetSkips(layers),
-        "mudd": lambda layers, dim: DynamicDense(layers, dim),
-        "attnres": lambda layers, dim: AttentionResiduals(layers, dim),
+        "plain": PlainStack,
+        "dense": DepthWeightedAverage,
+        "hyper": HyperConnections,
+        "mhc": ManifoldHyperConnections,
+        "mhc_lite": PermutationHyperConnections,
+        "frac": FracConnections,
+        "x0": EmbeddingMix,
+        "unet": UNetSkips,
+        "backout": Backout,
+        "mudd": DynamicDense,
+        "attnres": AttentionResiduals,
+        "resi_dual": ResiDual,
+        "canon": CanonLayers,
     },
 )
-"""Stack designs by name: builder(layers, dim, **options) -> module; each layer is a `Residual` or a module
-of `Residual` sub-layers, and the options are the design's own (e.g. hyper-connections' `streams`)."""
+"""Stack designs by name: a class (or function) called as builder(layers, [dim,] **options), options read from
+its signature; e.g. `STACKS.register("mine", MyStack)`. A design that needs its sub-layers built a certain way
+says so in `sublayer_options` (ResiDual: placement=None), which `required_options` reads."""
+
+
+def required_options(name: str) -> dict[str, Any]:
+    """The model options a design needs of its sub-layers (e.g. {"placement": None}), {} for most."""
+    return dict(getattr(STACKS.get_builder(name), "sublayer_options", {}))
+
+
+def stack_options(name: str) -> dict[str, Any]:
+    """The design's own options and their defaults, read from its constructor."""
+    signature = inspect.signature(STACKS.get_builder(name))
+    return {k: p.default for k, p in signature.parameters.items() if k not in ("layers", "dim")}
 
 
 def build_stack(
@@ -67,29 +71,43 @@ def build_stack(
 ) -> nn.Module:
     """The design `name` of `STACKS` over `layers`, or a one-line error for an option it does not take."""
     builder = STACKS.get_builder(name)
-    options = dict(options or {})
-    takes = [p for p in inspect.signature(builder).parameters if p not in ("layers", "dim")]
+    options, takes = dict(options or {}), list(stack_options(name))
     unknown = [k for k in options if k not in takes]
     if unknown:
         raise ValueError(f"stack={name!r} takes no option {unknown[0]!r}; its options are {takes or 'none'}")
-    return builder(layers, dim, **options)
+    if "dim" in inspect.signature(builder).parameters:
+        options["dim"] = dim
+    return builder(layers, **options)
+
+
+def describe_stacks() -> dict[str, str]:
+    """Every registered design and the first line of its docstring: the table the docs show."""
+    return {name: (inspect.getdoc(builder) or "").split("\n")[0] for name, builder in STACKS.items()}
 
 
 __all__ = [
     "STACKS",
     "AttentionResiduals",
+    "Backout",
+    "Canon",
+    "CanonLayers",
     "DepthWeightedAverage",
     "DynamicDense",
     "EmbeddingMix",
     "FracConnections",
     "HyperConnections",
     "ManifoldHyperConnections",
+    "PermutationHyperConnections",
     "PlainStack",
+    "ResiDual",
     "UNetSkips",
     "branch_only",
     "build_stack",
+    "describe_stacks",
     "first",
     "read_and_mix",
+    "required_options",
     "sinkhorn",
+    "stack_options",
     "sublayers",
 ]

@@ -1,8 +1,10 @@
-"""Hyper-connections (Zhu et al. 2024) and their manifold-constrained form (mHC, DeepSeek-AI 2025): n residual
-streams mixed by learned width and depth connections around each sub-layer's branch."""
+"""Hyper-connections (Zhu et al. 2024) and their manifold-constrained forms (mHC, DeepSeek-AI 2025; mHC-lite,
+2601.05732): n residual streams mixed by learned width and depth connections around each sub-layer's branch."""
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -208,4 +210,58 @@ class ManifoldHyperConnections(HyperConnections):
         return torch.cat([torch.sigmoid(pre).unsqueeze(-1), sinkhorn(res, self.iters)], dim=-1), 2 * torch.sigmoid(post)
 
 
-__all__ = ["HyperConnections", "ManifoldHyperConnections", "read_and_mix", "sinkhorn"]
+class PermutationHyperConnections(ManifoldHyperConnections):
+    """mHC-lite (2601.05732): mHC with A_r = sum_p softmax(r)_p P_p, a convex combination of the n! permutation
+    matrices, doubly stochastic exactly (Birkhoff-von Neumann) with no Sinkhorn iterations and an exact gradient.
+    r = alpha_res (x phi_res) + b_res as in mHC, with n! logits in place of n * n. At init only b_res counts: the
+    identity's logit is set so that A_r's diagonal equals mHC's (Sinkhorn of exp(4 I)), the others are 0.
+
+    Args: as `ManifoldHyperConnections`, less `iters`; n! must stay small (streams <= 5).
+    """
+
+    design = "mhc_lite"
+
+    def __init__(self, layers: Sequence[nn.Module], dim: int, streams: int = 4, dynamic: bool = True) -> None:
+        if not 1 <= streams <= 5:
+            raise ValueError(f"streams={streams}: mHC-lite mixes all n! permutations; take 1 to 5 streams")
+        perms = list(itertools.permutations(range(streams)))  # the identity first
+        self.count = len(perms)
+        super().__init__(layers, dim, streams, dynamic)
+        self.register_buffer("perms", torch.eye(streams)[torch.tensor(perms)], persistent=False)  # (n!, n, n)
+        depth = len(self.sublayers)
+        self.mix = nn.Parameter(torch.zeros(depth, self.count))  # b_res
+        with torch.no_grad():
+            self.mix[:, 0] = self.identity_logit(streams)
+
+    def identity_logit(self, n: int) -> float:
+        """The identity's logit that gives A_r mHC's initial diagonal d: the identity's weight w plus the
+        weights of the other (n-1)! - 1 permutations that fix a stream, (1 - w) / (n! - 1) each."""
+        if n == 1:
+            return 0.0
+        d = sinkhorn(4 * torch.eye(n), 30)[0, 0].item()
+        share = (math.factorial(n - 1) - 1) / (self.count - 1)
+        w = (d - share) / (1 - share)
+        return math.log(w * (self.count - 1) / (1 - w))
+
+    def build_dynamic(self, depth: int, dim: int) -> None:
+        n = self.streams
+        self.norms = nn.ModuleList([nn.RMSNorm(n * dim) for _ in range(depth)])
+        self.phi = nn.Parameter(torch.zeros(depth, 2 * n + self.count, n * dim))  # nn.Linear's layout
+        self.alpha = nn.Parameter(torch.full((depth, 3), 0.01))
+
+    def connections(self, k: int, streams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.streams
+        pre, res, post = self.read[k], self.mix[k], self.write[k]
+        if self.dynamic:
+            x = self.norms[k](streams.flatten(-2))  # (..., n * D)
+            d_pre, d_post, d_res = F.linear(x, self.phi[k]).split([n, n, self.count], dim=-1)
+            alpha = self.alpha[k]
+            pre, post, res = pre + alpha[0] * d_pre, post + alpha[1] * d_post, res + alpha[2] * d_res
+        mix = torch.einsum("...p,pij->...ij", res.softmax(-1), self.perms)  # sum_p softmax(r)_p P_p
+        return torch.cat([torch.sigmoid(pre).unsqueeze(-1), mix], dim=-1), 2 * torch.sigmoid(post)
+
+    def extra_repr(self) -> str:
+        return f"streams={self.streams}, permutations={self.count}, dynamic={self.dynamic}"
+
+
+__all__ = ["HyperConnections", "ManifoldHyperConnections", "PermutationHyperConnections", "read_and_mix", "sinkhorn"]

@@ -7,10 +7,14 @@ LayerScale epsilon for the depth, the zero-started branches of ReZero.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import nn
+
 from residual_kit.registry import Registry
+from residual_kit.stack import STACKS
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,17 @@ DESIGNS: Registry[Design] = Registry(
             "Mix-LN (Li et al. 2024)",
             "lower perplexity than pre- and post-norm, 70M-7B; deeper layers contribute more",
         ),
+        "lns": Design(
+            {"placement": "lns"},
+            "LayerNorm Scaling (Sun et al. 2025, 2502.05795)",
+            "deeper layers contribute again; lower perplexity than pre-norm, 130M-1B",
+        ),
+        "completep": Design(
+            {"placement": "pre", "scale": "completep"},
+            "CompleteP (Dey et al. 2025, 2505.01618), alpha = 1",
+            "hyperparameters transfer across depth; 12-34% less compute than muP at 1.5B",
+            init="default",
+        ),
         "deepnorm": Design(
             {"placement": "deepnorm"},
             "DeepNet (Wang et al. 2022)",
@@ -56,6 +71,11 @@ DESIGNS: Registry[Design] = Registry(
             {"placement": "pre", "norm": "dyt"},
             "DyT (Zhu et al. 2025)",
             "matches normalised Transformers with tanh in place of every norm",
+        ),
+        "derf": Design(
+            {"placement": "pre", "norm": "derf"},
+            "Derf (Chen et al. 2025, 2512.10938)",
+            "beats LayerNorm, RMSNorm and DyT in vision, speech and DNA models",
         ),
         "rezero": Design(
             {"placement": None, "scale": "rezero"},
@@ -83,6 +103,16 @@ DESIGNS: Registry[Design] = Registry(
             "LAuReL-LR (Menghani et al. 2024)",
             "with RW, matches an extra layer with 2.6x fewer added parameters",
         ),
+        "orthogonal": Design(
+            {"placement": "pre", "merge": "orthogonal"},
+            "orthogonal residual update (Oh et al. 2025, 2505.11881)",
+            "ViT-B on ImageNet-1k: +3.78 points top-1",
+        ),
+        "gru-gate": Design(
+            {"placement": "pre", "merge": "gru"},
+            "GRU-gated residual (GTrXL, Parisotto et al. 2020; x-transformers)",
+            "stable training of Transformers as reinforcement-learning memory",
+        ),
         "hyper": Design(
             {"stack": "hyper"},
             "hyper-connections, dynamic (Zhu et al. 2024)",
@@ -97,6 +127,11 @@ DESIGNS: Registry[Design] = Registry(
             {"stack": "mhc"},
             "mHC (DeepSeek-AI 2025)",
             "hyper-connections' gains with stable training at 27B, where hyper-connections spike",
+        ),
+        "mhc-lite": Design(
+            {"stack": "mhc_lite"},
+            "mHC-lite (2601.05732)",
+            "mHC's loss with exact doubly stochastic mixing and no Sinkhorn iterations",
         ),
         "frac": Design(
             {"stack": "frac"},
@@ -128,19 +163,50 @@ DESIGNS: Registry[Design] = Registry(
             "U-Net skips over depth (modded-nanogpt records)",
             "part of the speedrun records' GPT-2 (124M) time",
         ),
-        "mudd": Design(
+        "backout": Design(
+            {"stack": "backout"},
+            "backout (modded-nanogpt record, PR #140)",
+            "part of a speedrun record (140.7 s on the short track)",
+        ),
+        "mudd-r": Design(
             {"stack": "mudd"},
-            "MUDDFormer, residual way (Xiao et al. 2025)",
-            "MUDDPythia-2.8B matches Pythia-6.9B in pre-training perplexity",
+            "MUDDFormer, residual way only (Xiao et al. 2025)",
+            "a part of the four-way design's gain (the four-way MUDDPythia-2.8B matches Pythia-6.9B)",
         ),
         "attnres": Design(
-            {"stack": "attnres"},
-            "Attention Residuals (Kimi Team 2026)",
+            {"stack": "attnres", "stack_options": {"blocks": 8}},
+            "Block Attention Residuals (Kimi Team 2026)",
             "the loss of a baseline trained with 1.25x the compute",
+        ),
+        "attnres-full": Design(
+            {"stack": "attnres"},
+            "Full Attention Residuals (Kimi Team 2026)",
+            "a little ahead of the block form, at more memory",
+        ),
+        "resi-dual": Design(
+            {"stack": "resi_dual", "placement": None},
+            "ResiDual (Xie et al. 2023)",
+            "better BLEU than pre- and post-norm from 6 to 18 layers",
+        ),
+        "canon": Design(
+            {"stack": "canon"},
+            "Canon layers A and C (Allen-Zhu 2025, 2512.17351)",
+            "reasoning depth doubled on synthetic tasks; gains kept at 1.3B",
         ),
     },
     home="tasks.lab.arena.designs.DESIGNS",
 )
+
+
+def register_design(
+    name: str, stack: Callable[..., nn.Module], paper: str, reported: str = "", **options: Any
+) -> Design:
+    """A new stack design in one call: `stack` (a class taking the layers, `dim` if it needs it, and its own
+    options) joins `residual_kit.STACKS`, so the GPT and the LSTM stack build it as `stack=name`, and the arena's
+    table, so `--designs '[name]'` trains it; `options` are further GPT options (e.g. placement=None)."""
+    STACKS.register(name, stack)
+    return DESIGNS.register(name, Design({"stack": name, **options}, paper, reported))
+
 
 DEFAULT = ["pre", "post", "hyper"]
 """The designs of the default run: pre-norm (the baseline), post-norm (the original Transformer's, known to trail
@@ -148,4 +214,4 @@ it: a check that the arena finds a real difference) and hyper-connections (a mul
 ×2 learning-rate sweep and 5 seeds each at 700 steps, that is what fits 30 minutes on a 2-core CPU; `--designs all`
 runs every design, `--designs '[mhc, x0]'` any others beside pre-norm."""
 
-__all__ = ["DEFAULT", "DESIGNS", "Design"]
+__all__ = ["DEFAULT", "DESIGNS", "Design", "register_design"]

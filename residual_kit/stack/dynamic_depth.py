@@ -1,11 +1,13 @@
 """Designs whose layer input is a learned, input-dependent combination of earlier layers' outputs.
 
 DynamicDense        MUDDFormer's dynamic dense connection (Xiao et al. 2025), for the residual stream
-AttentionResiduals  softmax attention over earlier sub-layers' outputs (Attention Residuals, Kimi Team 2026)
+AttentionResiduals  softmax attention over earlier sub-layers' outputs, or over blocks of them (Attention
+                    Residuals, Kimi Team 2026)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -16,7 +18,8 @@ from .protocol import Traced, branch_only, first, layer_ends, sublayers
 
 
 class DynamicDense(Traced, nn.Module):
-    """MUDDFormer's dynamic dense connection (Xiao et al. 2025, Eq. 4-5), for the residual stream: after layer i,
+    """MUDDFormer's dynamic dense connection (Xiao et al. 2025, Eq. 4-5), for the residual stream (the paper's
+    ablation "R" way; its headline result is four-way, with queries, keys and values of their own): after layer i,
     x_i' = sum_j A_ij(X_i) X_j over the embeddings X_0 and the layers' outputs X_1..X_(i+1), with per-position
     weights A_i(X) = a_i + GELU(RMSNorm(X) W1_i) W2_i. The static a_i starts one-hot on the newest output and W2_i
     at zero, so the design starts as the plain stack. (MUDDFormer also gives the queries, keys and values of the
@@ -52,26 +55,34 @@ class DynamicDense(Traced, nn.Module):
 
 
 class AttentionResiduals(Traced, nn.Module):
-    """Attention Residuals (Kimi Team 2026): sub-layer l reads h_l = sum_(i<l) softmax_i(w_l . RMSNorm(v_i)) v_i,
-    with v_0 the embeddings and v_i the branch output of sub-layer i; the stack's output is one more such read.
-    The pseudo-queries w_l start at zero, so every read starts as the plain average of what came before. The
-    design replaces each sub-layer's addition, so it runs their `Residual.branch` (Full AttnRes, not the paper's
-    block form).
+    """Attention Residuals (Kimi Team 2026): sub-layer l reads h_l = sum_i softmax_i(w_l . RMSNorm(v_i)) v_i over
+    sources v_i, and the stack's output is one more such read. Full form (`blocks=None`): v_0 is the embeddings and
+    v_i the branch output of each earlier sub-layer. Block form (the paper's Block AttnRes, its headline result):
+    the sub-layers are cut into `blocks` blocks, the sources are the embeddings, the sum of each finished block's
+    branch outputs and the partial sum of the current block. The pseudo-queries w_l start at zero, so every read
+    starts as the plain average of its sources. The design replaces each sub-layer's addition, so it runs their
+    `Residual.branch`.
 
     Args:
         layers: the layers, each a `Residual` or a module of `Residual` sub-layers.
         dim: width D.
+        blocks: None for the full form, else the number of blocks N (the paper uses about 8; as many blocks as
+            sub-layers or more is the full form).
     """
 
     connects = True  # its weights connect layers: no weight decay, init kept (residual_kit.optim)
 
     design = "attnres"
 
-    def __init__(self, layers: Sequence[nn.Module], dim: int) -> None:
+    def __init__(self, layers: Sequence[nn.Module], dim: int, blocks: int | None = None) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.sublayers = branch_only([s for layer in self.layers for s in sublayers(layer)], self.design)
-        self.queries = nn.Parameter(torch.zeros(len(self.sublayers) + 1, dim))  # w_l, the last for the output
+        n = len(self.sublayers)
+        if blocks is not None and blocks < 1:
+            raise ValueError(f"blocks={blocks} must be at least 1")
+        self.blocks, self.size = blocks, 1 if blocks is None else math.ceil(n / min(blocks, n))
+        self.queries = nn.Parameter(torch.zeros(n + 1, dim))  # w_l, the last for the output
         self.ends = layer_ends(self.layers)
         self.norm = nn.RMSNorm(dim, elementwise_affine=False)
 
@@ -80,16 +91,22 @@ class AttentionResiduals(Traced, nn.Module):
         return torch.einsum("i...,i...d->...d", logits.softmax(dim=0), torch.stack(values))
 
     def forward(self, x: torch.Tensor, **kwargs: object) -> torch.Tensor:
-        values, keys = [x], [self.norm(x)]
+        values, keys = [x], [self.norm(x)]  # finished sources and their keys
+        current = None  # the partial sum of the current block
         h = self.read(0, values, keys)
         for l, sublayer in enumerate(self.sublayers):  # noqa: E741
             out, _ = sublayer.branch(h, **kwargs)
-            values.append(out)
-            keys.append(self.norm(out))
-            h = self.read(l + 1, values, keys)  # what the next sub-layer reads (the output, after the last)
+            current = out if current is None else current + out
+            if (l + 1) % self.size == 0:
+                values, keys, current = [*values, current], [*keys, self.norm(current)], None
+            partial = [] if current is None else [current]
+            h = self.read(l + 1, values + partial, keys + [self.norm(p) for p in partial])  # the next read
             if l in self.ends:
                 self.trace(h)
         return h
+
+    def extra_repr(self) -> str:
+        return "full" if self.blocks is None else f"blocks={self.blocks} of {self.size} sub-layers"
 
 
 __all__ = ["AttentionResiduals", "DynamicDense"]
