@@ -46,6 +46,20 @@ PRETRAINED: Registry[Pretrained] = Registry(
             "python -m tasks.resnet fit (seed 42): the best checkpoint, trained on 4,000 of the 5,000 embedded MNIST "
             "digits, chosen on 500 others; residual_kit.pretrained.slim wrote it",
         ),
+        "gpt.addition": Pretrained(
+            "gpt_addition.pt",
+            "67c98a4b0aa6929914eb32f84009405f0769aa8fca744e1dfa2b40c865e46cee",
+            {"task": "add", "digits": 3, "reverse_answer": True, "vocabulary": "digits"},
+            "python -m tasks.transformer fit (seed 42): the best checkpoint, 3-digit addition, its answer reversed; "
+            "slim(task=True) wrote it, so DigitTransformer.load_from_checkpoint reads it",
+        ),
+        "lstm_reader.strips": Pretrained(
+            "lstm_reader_strips.pt",
+            "016df3181cdc0cd786e6a6d57ae3da89fab29504dece62a378034b194ca7a9aa",
+            {"channels": 1, "height": 28, "width": 148, "classes": [str(i) for i in range(10)]},
+            "python -m tasks.lstm fit (seed 42): the best checkpoint, strips of 1-5 embedded MNIST digits; "
+            "slim(task=True) wrote it, so StripReader.load_from_checkpoint reads it",
+        ),
     },
     home="residual_kit.pretrained.PRETRAINED",
 )
@@ -86,17 +100,26 @@ def load_pretrained(name: str, tag: str, **overrides: Any) -> nn.Module:
     return net
 
 
-def slim(checkpoint: str | Path, out: str | Path) -> str:
-    """Write a task checkpoint's network alone (its `residual_kit` entry and `net.*` weights) to `out`, the form
-    a shipped weight file has; its SHA-256."""
+TRAINING_STATE = ("loops", "callbacks", "optimizer_states", "lr_schedulers")
+"""What a task checkpoint keeps only to resume training, left out of a shipped file."""
+
+
+def slim(checkpoint: str | Path, out: str | Path, task: bool = False) -> str:
+    """Write the form a shipped weight file has to `out`; its SHA-256. By default the network alone (the
+    `residual_kit` entry and the `net.*` weights, for `create_model`); with `task`, the task checkpoint less its
+    training state, which the task's module loads (`DigitTransformer.load_from_checkpoint(path)`) and
+    `create_model` reads as well."""
     import torch
 
-    from .models.checkpoint import ENTRY, read_entry
+    from .models.checkpoint import ENTRY, load_state, read_entry
 
     entry, weights = read_entry(checkpoint)
-    net = {k: v for k, v in weights.items() if k.startswith("net.")}
-    torch.save({ENTRY: entry, "state_dict": net}, out)
+    if task:
+        state = {k: v for k, v in load_state(checkpoint, weights_only=False).items() if k not in TRAINING_STATE}
+    else:
+        state = {ENTRY: entry, "state_dict": {k: v for k, v in weights.items() if k.startswith("net.")}}
+    torch.save(state, out)
     return sha256(Path(out))
 
 
-__all__ = ["PRETRAINED", "WEIGHTS", "Pretrained", "load_pretrained", "pretrained_path", "slim"]
+__all__ = ["PRETRAINED", "TRAINING_STATE", "WEIGHTS", "Pretrained", "load_pretrained", "pretrained_path", "slim"]

@@ -56,3 +56,30 @@ def test_weights_that_do_not_ship_are_named():
         create_model("resnet20", pretrained="cifar")
     with pytest.raises(ValueError, match="not both"):
         create_model("resnet20", checkpoint="x.ckpt", pretrained="digits")
+
+
+def test_the_shipped_transformer_adds_as_its_task_module_offline():
+    from tasks.transformer import DigitTransformer
+
+    model = DigitTransformer.load_from_checkpoint(pretrained.pretrained_path("gpt", "addition"))
+    g = torch.Generator().manual_seed(0)
+    pairs = torch.randint(0, 1000, (200, 2), generator=g).tolist()
+    answers = model.complete([f"{a}+{b}=" for a, b in pairs])
+    assert sum(answer == str(a + b) for answer, (a, b) in zip(answers, pairs, strict=True)) >= 196
+
+
+def test_the_shipped_lstm_reader_reads_the_embedded_test_strips_as_its_task_module():
+    from tasks.data.digit_strips import DigitStripDataModule
+    from tasks.lstm import StripReader
+
+    model = StripReader.load_from_checkpoint(pretrained.pretrained_path("lstm_reader", "strips")).eval()
+    data = DigitStripDataModule(num_test=300)
+    data.setup("test")
+    right = 0
+    for images, labels, _ in torch.utils.data.DataLoader(data.test_set, batch_size=100):
+        with torch.no_grad():
+            read = model.decode(model(images))
+        right += sum(
+            r == "".join(str(d) for d in label.tolist() if d >= 0) for r, label in zip(read, labels, strict=True)
+        )
+    assert right >= 0.95 * 300
