@@ -217,6 +217,7 @@ class TransformerCLI(TaskCLI):
     def before_instantiate_classes(self) -> None:
         """A text model is chosen by its held-out loss (a digit model by its exact answers), unless the command
         line says otherwise."""
+        super().before_instantiate_classes()
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
         if config["data"].get("text_file") and config["checkpoint"]["monitor"] == self.monitor:
             config["checkpoint"]["monitor"], config["checkpoint"]["mode"] = "val/loss", "min"

@@ -138,9 +138,11 @@ class TaskCLI(LightningCLI):
         if subcommand:  # Lightning would merge the checkpoint's hyperparameters over what the user wrote
             self.config[subcommand].ckpt_path = None
 
-    def before_instantiate_classes(self) -> None:
+    def instantiate_classes(self) -> None:
+        """Put `--ckpt_path` back (see `parse_arguments`) whatever a task's `before_instantiate_classes` does."""
         if self.config.get("subcommand"):
             self.config[self.config.subcommand].ckpt_path = self.ckpt_path
+        super().instantiate_classes()
 
     def checkpoint_defaults(self, path: str | None) -> dict[str, Any]:
         """A checkpoint's hyperparameters (the model's and its data module's) as defaults of `--model.*` and
