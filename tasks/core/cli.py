@@ -164,21 +164,20 @@ class TaskCLI(LightningCLI):
             chosen = [c for c in chosen if not isinstance(c, ModelCheckpoint)]
         if config.get("logger") is True:
             config["logger"] = CSVLogger(save_dir=config["default_root_dir"], name=self.task)
-        plugins = config.get("plugins") or []
-        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        plugins = as_list(config.get("plugins"))
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             config["plugins"] = [*plugins, AtomicCheckpointIO()]
         if self.ddp_find_unused and config.get("strategy") == "ddp":
             config["strategy"] = "ddp_find_unused_parameters_true"
-        given = config.get("callbacks") or []
-        given = list(given) if isinstance(given, (list, tuple)) else [given]
-        config["callbacks"] = [*given, *chosen, *self._default_callbacks(config, chosen)]
+        given = as_list(config.get("callbacks"))
+        config["callbacks"] = [*given, *chosen, *self._default_callbacks(config, settings, given, chosen)]
         return super().instantiate_trainer(**config)
 
-    def _default_callbacks(self, config: dict[str, Any], chosen: list[Callback]) -> list[Callback]:
+    def _default_callbacks(
+        self, config: dict[str, Any], settings: Any, given: list[Callback], chosen: list[Callback]
+    ) -> list[Callback]:
         """Ours, less what the user switched off or replaced (`--trainer.callbacks+=TQDMProgressBar`)."""
-        given = [*(config.get("callbacks") or []), *chosen]
-        settings = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        given = [*given, *chosen]
         ours: list[Callback] = []
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in given):
             ours.append(RichProgressBar(leave=True))
@@ -228,6 +227,13 @@ class TaskCLI(LightningCLI):
             return
         best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+
+
+def as_list(value: Any) -> list[Any]:
+    """A trainer argument that takes one object or several (callbacks, plugins), as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def task_main(cli: type[TaskCLI], args: list[str] | None = None) -> Any:
