@@ -60,6 +60,14 @@ PRETRAINED: Registry[Pretrained] = Registry(
             "python -m tasks.lstm fit (seed 42): the best checkpoint, strips of 1-5 embedded MNIST digits; "
             "slim(task=True) wrote it, so StripReader.load_from_checkpoint reads it",
         ),
+        "resnet_generator.digits": Pretrained(
+            "gan_digits.pt",
+            "946559087be438c67087b0b8080133cc98ef336e9e930085d88ccd0c7cf6ffc9",
+            {"z": "(B, 128) from N(0, 1)", "labels": "(B,) digits 0-9", "output": "(B, 1, 28, 28) in [-1, 1]"},
+            "python -m tasks.gan fit (seed 42): the best checkpoint (epoch 15 of 20), trained on the 4,000 embedded "
+            "MNIST training digits; slim(task=True) wrote it, so DigitGAN.load_from_checkpoint reads it (the "
+            "averaged generator and the discriminator) and create_model the averaged generator",
+        ),
     },
     home="residual_kit.pretrained.PRETRAINED",
 )

@@ -72,13 +72,14 @@ def load_network(name: str, path: str | Path, **overrides: Any) -> nn.Module:
     entry, weights = read_entry(path)
     if entry["config_class"] != model.config.__name__:
         raise ValueError(f"{path} holds a {entry['config_class']} network, not {name} (a {model.config.__name__})")
+    build_args = {**entry["build_args"], **{k: overrides.pop(k) for k in model.build_args if k in overrides}}
     config = {**entry["config"], **overrides}
     clash = {k: config[k] for k, v in model.fixed.items() if k in config and config[k] != v}
     if clash:
         key = next(iter(clash))
         raise ValueError(f"{path} holds {key}={clash[key]!r}, not {name}'s {model.fixed[key]!r}: pass that name")
     config = {k: v for k, v in config.items() if k not in model.fixed}
-    net = model(**config, **entry["build_args"])
+    net = model(**config, **build_args)
     prefix = next(p for p in _prefixes(name) if any(k.startswith(p) for k in weights))
     net.load_state_dict({k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)})
     return net.eval()
