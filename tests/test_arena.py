@@ -124,6 +124,31 @@ def test_designs_all_means_every_registered_design_with_pre_norm_first():
     assert choose_designs(["x0", "pre"]) == ["pre", "x0"] and choose_designs(None)[0] == "pre"
 
 
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_the_recurrent_family_runs_the_protocol_to_its_own_report(tmp_path, corpus, family):
+    out = tmp_path / family
+    args = ["arena", "--family", family, "--designs", '["hyper", "canon"]', *TINY_ARENA, "--rates", "[0.003]"]
+    cli_main([*args, "--extend", "0", f"--text_file={corpus}", f"--out={out}", "--workers", "1"])
+    report = (out / "report.md").read_text()
+    assert report.startswith(f"# Residual arena: the {family.upper()} family")
+    assert f"{family.upper()} language model: byte embedding, 1 {family.upper()} layers of width 16" in report
+    assert "| hyper |" in report and "| canon |" in report and "p (Holm)" in report
+    kept = [json.loads(f.read_text()) for f in (out / "runs").glob("*/result.json")]
+    assert len(kept) == 6 and {k["settings"]["family"] for k in kept} == {family}  # 3 designs x 2 seeds
+    assert all(math.isfinite(k["result"][TEST]) for k in kept)
+
+
+def test_the_recurrent_family_takes_every_design_with_a_recurrent_form_and_names_the_others():
+    recurrent = choose_designs("all", "lstm")
+    left_out = {d for d in DESIGNS if not DESIGNS[d].applies("lstm")}
+    assert left_out == {"deepnorm", "fixup", "value-residual"}
+    assert recurrent == [d for d in DESIGNS if d not in left_out] and choose_designs("all", "gru") == recurrent
+    with pytest.raises(ValueError, match="no faithful form in the lstm family: it mixes attention's values"):
+        choose_designs(["value-residual"], "lstm")
+    with pytest.raises(ValueError, match="family='rnn' is not one of"):
+        choose_designs(["pre"], "rnn")
+
+
 def test_best_rate_counts_a_diverged_run_as_the_worst():
     runs = [
         {"lr": 0.1, VAL: math.nan, TEST: 1.0},
@@ -364,3 +389,20 @@ def test_missing_text_file_is_named(tmp_path):
 
 def test_default_corpus_is_the_standard_library():
     assert len(stdlib_text()) > 300_000
+
+
+def test_stack_overhead_times_the_recurrent_family_against_pre_norm():
+    """The benchmark as typed for the LSTM and GRU family: every design named, its parameters and its step against
+    pre-norm's (the figures are the benchmark's; a test does not judge times)."""
+    import subprocess
+    import sys
+
+    args = ["--family", "gru", "--layers", "2", "--dim", "8", "--block-size", "4", "--batch-size", "2"]
+    args += ["--rounds", "1", "--no-compile", "--designs", "hyper", "canon"]
+    done = subprocess.run([sys.executable, "-m", "benchmarks.stack_overhead", *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "family=gru" in done.stdout and "eager training step:" in done.stdout
+    assert all(name in done.stdout for name in ("pre", "hyper", "canon"))
+    wrong = subprocess.run([sys.executable, "-m", "benchmarks.stack_overhead", "--family", "lstm", "--designs",
+                            "value-residual"], capture_output=True, text=True)  # fmt: skip
+    assert wrong.returncode == 2 and "'value-residual' is not a design of the lstm family" in wrong.stderr

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from residual_kit import Residual
-from residual_kit.models import GPTConfig
+from residual_kit.models import GANConfig, GPTConfig
 from residual_kit.norm import DynamicTanh
 from residual_kit.stack import (
     AttentionResiduals,
@@ -236,6 +236,29 @@ def test_every_arena_design_compiles_fullgraph_in_the_gpt(design):
     gpt = GPTConfig(layers=2, dim=16, heads=2, **DESIGNS[design].gpt_options()).build().eval()
     idx = torch.randint(0, 16, (2, 8))
     torch.testing.assert_close(torch.compile(gpt, fullgraph=True, backend="eager")(idx), gpt(idx))
+
+
+GAN_DESIGNS = ["pre", "post", "sandwich", "mix-ln", "lns", "completep", "dyt", "derf", "rezero", "layerscale",
+               "laurel", "orthogonal", "gru-gate"]  # fmt: skip
+
+
+@pytest.mark.parametrize("design", list(DESIGNS))
+def test_every_block_level_design_trains_in_the_gan_and_the_others_are_refused_in_one_line(design):
+    """The GAN takes a design's block options; a stack design, one defined on attention or a Transformer's
+    projections, or Fixup (no norms), is refused by the design, and LAuReL-LR by the GAN (its blocks change width)."""
+    if design not in GAN_DESIGNS:
+        with pytest.raises(ValueError) as refused:
+            GANConfig(z_dim=8, dim=8, **DESIGNS[design].net_options("gan")).build(conditions=10, projection=True)
+        assert "\n" not in str(refused.value) and ("no faithful form in the gan" in str(refused.value)
+                                                   or design == "laurel-lr")  # fmt: skip
+        return
+    torch.manual_seed(0)
+    gan = GANConfig(z_dim=8, dim=8, **DESIGNS[design].net_options("gan")).build(conditions=10, projection=True)
+    labels = torch.tensor([1, 2, 3])
+    fake = gan.generator(torch.randn(3, 8), labels)
+    gan.discriminator(fake, labels).mean().backward()
+    grads = [p.grad for p in gan.generator.parameters() if p.requires_grad]
+    assert fake.shape == (3, 1, 28, 28) and all(g is not None and g.isfinite().all() for g in grads)
 
 
 def test_designs_that_merge_themselves_refuse_a_merge_option_and_the_rest_take_it():

@@ -176,8 +176,10 @@ def test_a_design_registered_from_outside_runs_in_the_gpt_the_lstm_stack_and_the
         text.write_text("def add(a, b):\n    return a + b\n" * 300)
         run = {"design": "toy-halve", "depth": 1, "seed": 0, "lr": 1e-3, "steps": 2, "dim": 16, "heads": 2}
         run |= {"block_size": 16, "batch_size": 4, "warmup": 0.1, "target": 2.0, "precision": None, "compile": False}
-        result = train_design({**run, "text_file": str(text)})  # the arena's own training of one run
-        assert result["design"] == "toy-halve" and math.isfinite(result[TEST])
-        assert choose_designs(["toy-halve"]) == ["pre", "toy-halve"]
+        for family in ("gpt", "lstm"):  # the arena's own training of one run, in both families
+            result = train_design({**run, "family": family, "text_file": str(text)})
+            assert result["design"] == "toy-halve" and result["family"] == family and math.isfinite(result[TEST])
+        assert choose_designs(["toy-halve"]) == ["pre", "toy-halve"] == choose_designs(["toy-halve"], "lstm")
+        assert "toy-halve" in choose_designs("all", "gru")
     finally:
         STACKS.pop("toy-halve"), DESIGNS.pop("toy-halve")

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from residual_kit import Residual
-from residual_kit.models.lstm import LSTMConfig, LSTMLayer, LSTMReaderConfig
+from residual_kit.models.lstm import LSTMConfig, LSTMLayer, LSTMReaderConfig, RecurrentLMConfig
 from tasks.data.digit_strips import DigitStripDataModule, DigitStrips, make_strip
 from tasks.lstm import StripReader, beam_decode, cli_main, greedy_decode
 
@@ -165,3 +165,38 @@ def test_lstm_stack_designs_train_and_keep_a_width_changing_first_layer_plain(st
     out.square().mean().backward()
     assert out.shape == (2, 5, 8)
     assert all(p.grad is not None for p in lstm.parameters())
+
+
+def test_a_gru_drops_in_for_the_lstm_and_is_held_under_its_name():
+    torch.manual_seed(0)
+    stack = LSTMConfig(input_size=8, dim=8, layers=3, residual_from=0, cell="gru").build()
+    grus = [m for m in stack.modules() if isinstance(m, torch.nn.GRU)]
+    assert len(grus) == 3 and not any(isinstance(m, torch.nn.LSTM) for m in stack.modules())
+    assert all(".gru." in k for k in stack.state_dict() if "weight_ih" in k)
+    layer = LSTMLayer(8, 8, bidirectional=False, dropout=0.0, cell="gru")
+    x = torch.randn(2, 5, 8)
+    torch.testing.assert_close(Residual(wrap=layer, placement=None)(x)[0], x + layer.gru(x)[0])  # y = x + GRU(x)
+    with pytest.raises(ValueError, match=r"cell='rnn' is not one of \('lstm', 'gru'\)"):
+        LSTMLayer(8, 8, bidirectional=False, dropout=0.0, cell="rnn")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_recurrent_language_model_reads_left_to_right_with_its_head_tied(cell):
+    torch.manual_seed(0)
+    lm = RecurrentLMConfig(vocab_size=11, dim=16, layers=6, cell=cell).build().eval()
+    assert lm.stack.residual_layers == 6 and lm.head.weight is lm.tok.weight
+    idx = torch.randint(11, (2, 9))
+    changed = idx.clone()
+    changed[:, 5:] = (changed[:, 5:] + 1) % 11  # the future changed: the logits up to position 4 are not
+    out, out_changed = lm(idx), lm(changed)
+    assert out.shape == (2, 9, 11)
+    torch.testing.assert_close(out[:, :5], out_changed[:, :5])
+    assert not torch.allclose(out[:, 5:], out_changed[:, 5:])
+    with pytest.raises(ValueError, match="must not read the tokens it predicts"):
+        RecurrentLMConfig(vocab_size=11, dim=16, bidirectional=True).build()
+
+
+def test_the_recurrent_language_model_ends_with_a_norm_where_its_stream_has_none():
+    pre = RecurrentLMConfig(vocab_size=11, dim=16, layers=2).build()
+    post = RecurrentLMConfig(vocab_size=11, dim=16, layers=2, placement="post").build()
+    assert isinstance(pre.norm, torch.nn.LayerNorm) and isinstance(post.norm, torch.nn.Identity)

@@ -24,6 +24,8 @@ def tiny(name: str) -> tuple[nn.Module, tuple[torch.Tensor, ...], tuple[int, ...
         return create_model(name, input_size=6, dim=8, layers=3), (torch.randn(2, 5, 6),), (2, 5, 8)
     if name == "lstm_reader":
         return create_model(name, layers=2, dim=8), (torch.randn(2, 1, 28, 40),), (2, 10, 11)
+    if name == "recurrent_lm":
+        return create_model(name, vocab_size=11, layers=2, dim=8, cell="gru"), (torch.randint(11, (2, 5)),), (2, 5, 11)
     y = torch.tensor([3, 7])
     conditional = {"conditions": 10, "projection": True}
     if name.endswith("_generator"):

@@ -87,6 +87,7 @@ EXTRA: dict[str, list[tuple[str, Any]]] = {
         ("residual", False),
         ("residual_from", 0),
         ("bidirectional", True),
+        ("cell", "gru"),
         ("stack", "dense"),
         ("stack", "hyper"),
     ],

@@ -19,7 +19,7 @@ from torch import nn
 from ..registry import Registry
 from .gan import GAN_ARCHS, GANConfig
 from .gpt import GPT, GPTConfig
-from .lstm import LSTMConfig, LSTMReader, LSTMReaderConfig, LSTMStack
+from .lstm import LSTMConfig, LSTMReader, LSTMReaderConfig, LSTMStack, RecurrentLM, RecurrentLMConfig
 from .options import ResidualOptions
 from .resnet import RESNETS, ResNet, ResNetConfig
 
@@ -51,6 +51,7 @@ MODELS: Registry[ModelEntry] = Registry(
         "gpt": ModelEntry(GPTConfig),
         "lstm_stack": ModelEntry(LSTMConfig),
         "lstm_reader": ModelEntry(LSTMReaderConfig),
+        "recurrent_lm": ModelEntry(RecurrentLMConfig),
         **{f"{arch}_{part}": _gan_part(arch, part) for arch in GAN_ARCHS for part in ("generator", "discriminator")},
     },
     home="residual_kit.models.MODELS",
@@ -99,6 +100,8 @@ __all__ = [
     "LSTMReaderConfig",
     "LSTMStack",
     "ModelEntry",
+    "RecurrentLM",
+    "RecurrentLMConfig",
     "ResNet",
     "ResNetConfig",
     "ResidualOptions",

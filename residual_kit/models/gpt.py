@@ -183,8 +183,7 @@ class GPT(nn.Module):
         rates = c.drop_path_rates(2 * c.layers)
         layers = [Block(c, i, (rates[2 * i], rates[2 * i + 1])) for i in range(c.layers)]
         self.blocks = build_stack(c.stack, layers, c.dim, c.stack_options)
-        final = c.norm if c.placement in ("pre", "sandwich", "mix", "lns") else None  # post and deepnorm end normed
-        self.norm = make_norm(final, c.dim)
+        self.norm = make_norm(c.final_norm(), c.dim)
         self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         self.head.weight = self.tok.weight  # tied (Press & Wolf 2017)
         nn.init.normal_(self.tok.weight, std=0.02)

@@ -1,21 +1,25 @@
-"""Stacked LSTMs with residual connections between layers (GNMT, Wu et al. 2016, §3.1).
+"""Stacked LSTMs (or GRUs) with residual connections between layers (GNMT, Wu et al. 2016, §3.1).
 
 A deep LSTM stack stops training well beyond four layers; GNMT adds x_l + LSTM_l(x_l) from its third
 layer on and trains eight. Here each such layer is `Residual(wrap=nn.LSTM(...))`: the residual applies
-to the output sequence and the (h, c) state passes through untouched.
+to the output sequence and the (h, c) state passes through untouched. `nn.GRU` drops in (`cell="gru"`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from ..norm import make_norm
 from ..residual import Residual
 from ..stack import build_stack
 from .options import ModelPlacement, ResidualOptions
+
+CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
+Cell = Literal["lstm", "gru"]
 
 
 @dataclass
@@ -33,6 +37,7 @@ class LSTMConfig(ResidualOptions):
         stack: how the residual layers are joined, a name in `residual_kit.STACKS` ("plain", "dense", "hyper",
             "mhc"); a design keeps one width, so a first residual layer that changes it stays plain.
         stack_options: the design's own options, e.g. {"streams": 4} for "hyper".
+        cell: the recurrent layer, "lstm" (`nn.LSTM`) or "gru" (`nn.GRU`, Cho et al. 2014).
     """
 
     input_size: int | None = None
@@ -44,6 +49,7 @@ class LSTMConfig(ResidualOptions):
     dropout: float = 0.0
     stack: str = "plain"
     stack_options: dict[str, Any] = field(default_factory=dict)
+    cell: Cell = "lstm"
     placement: ModelPlacement | None = field(default="pre", kw_only=True)
 
     def build(self) -> LSTMStack:
@@ -51,16 +57,19 @@ class LSTMConfig(ResidualOptions):
 
 
 class LSTMLayer(nn.Module):
-    """Dropout, then an LSTM: (B, T, C) -> ((B, T, dim), (h, c))."""
+    """Dropout, then an LSTM (or a GRU, held under its cell's name): (B, T, C) -> ((B, T, dim), state)."""
 
-    def __init__(self, input_size: int, dim: int, bidirectional: bool, dropout: float) -> None:
+    def __init__(self, input_size: int, dim: int, bidirectional: bool, dropout: float, cell: Cell = "lstm") -> None:
         super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"cell={cell!r} is not one of {tuple(CELLS)}")
+        self.cell = cell
         self.drop = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(input_size, dim // 2 if bidirectional else dim, batch_first=True,
-                            bidirectional=bidirectional)  # fmt: skip
+        hidden = dim // 2 if bidirectional else dim
+        self.add_module(cell, CELLS[cell](input_size, hidden, batch_first=True, bidirectional=bidirectional))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        return self.lstm(self.drop(x))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        return self.get_submodule(self.cell)(self.drop(x))
 
 
 class LSTMStack(nn.Module):
@@ -86,7 +95,7 @@ class LSTMStack(nn.Module):
         rates = iter(c.drop_path_rates(max(1, c.layers - first)))
         self.layers, residual = nn.ModuleList(), []
         for i, width in enumerate(widths):
-            layer = LSTMLayer(width, c.dim, c.bidirectional, c.dropout if i else 0.0)
+            layer = LSTMLayer(width, c.dim, c.bidirectional, c.dropout if i else 0.0, c.cell)
             if i < first:
                 self.layers.append(layer)
             else:  # a projection shortcut where the widths differ (only ever the first layer)
@@ -105,6 +114,43 @@ class LSTMStack(nn.Module):
         for layer in self.layers:
             x = layer(x)[0]
         return self.stack(x)
+
+
+@dataclass
+class RecurrentLMConfig(LSTMConfig):
+    """A language model over tokens (bytes by default): embedding -> the LSTM or GRU stack (`LSTMConfig`, every
+    layer residual) -> the final norm a pre-norm stream needs -> head tied to the embedding.
+
+    Args:
+        vocab_size: tokens.
+    """
+
+    vocab_size: int = 256
+    residual_from: int = 0
+
+    def build(self) -> RecurrentLM:
+        return RecurrentLM(self)
+
+
+class RecurrentLM(nn.Module):
+    """Token ids (B, T) -> next-token logits (B, T, vocab), reading left to right."""
+
+    def __init__(self, config: RecurrentLMConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        if c.bidirectional:
+            raise ValueError("bidirectional=True cannot apply: a language model must not read the tokens it predicts")
+        if c.input_size not in (None, c.dim):
+            raise ValueError(f"input_size={c.input_size} cannot apply: the stack reads the embedding at dim={c.dim}")
+        self.tok = nn.Embedding(c.vocab_size, c.dim)
+        nn.init.normal_(self.tok.weight, std=0.02)
+        self.stack = LSTMStack(c)
+        self.norm = make_norm(c.final_norm(), c.dim)
+        self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
+        self.head.weight = self.tok.weight  # tied (Press & Wolf 2017)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.stack(self.tok(idx))))
 
 
 class ColumnEncoder(nn.Module):
@@ -168,4 +214,15 @@ class LSTMReader(nn.Module):
         return self.head(self.lstm(self.proj(self.frontend(images)))).log_softmax(-1)
 
 
-__all__ = ["ColumnEncoder", "Columns", "LSTMConfig", "LSTMLayer", "LSTMReader", "LSTMReaderConfig", "LSTMStack"]
+__all__ = [
+    "CELLS",
+    "ColumnEncoder",
+    "Columns",
+    "LSTMConfig",
+    "LSTMLayer",
+    "LSTMReader",
+    "LSTMReaderConfig",
+    "LSTMStack",
+    "RecurrentLM",
+    "RecurrentLMConfig",
+]

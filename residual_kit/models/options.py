@@ -96,6 +96,12 @@ class ResidualOptions:
             return self.placement
         return "post" if layer < max(1, math.floor(MIX_LN_POST * depth)) else "pre"
 
+    def final_norm(self) -> str | None:
+        """The norm a stack of these blocks ends with: `norm` where the residual stream leaves it unnormalised
+        (pre-norm and its kin), None where the last block already normalised it (post-norm, DeepNorm) or no
+        block has a norm."""
+        return self.norm if self.placement in ("pre", "sandwich", "mix", "lns") else None
+
     def drop_path_rates(self, blocks: int) -> list[float]:
         """The drop-path rate of each of `blocks` blocks, in depth order."""
         return drop_path_rates(self.drop_path, blocks)

@@ -4,6 +4,7 @@ python -m tasks.lab depth                                # plain vs residual Res
 python -m tasks.lab depth --family lstm --depths '[2, 4, 8]'
 python -m tasks.lab variants --depth 20 --seeds '[0, 1, 2]'
 python -m tasks.lab arena                                # every residual design on one GPT, paired over seeds
+python -m tasks.lab arena --family lstm                  # the same on a 6-layer LSTM language model
 python -m tasks.lab stability                            # stream RMS, gradients and mixing gains at 8-64 layers
 python -m tasks.lab depth --print_config > lab.yaml     # then: python -m tasks.lab depth --config lab.yaml
 

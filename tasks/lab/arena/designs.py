@@ -9,26 +9,71 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
 from residual_kit.registry import Registry
 from residual_kit.stack import STACKS
 
+FAMILIES = ("gpt", "lstm", "gru")
+"""The arena's model families: the GPT, and the byte-level recurrent language model with LSTM or GRU layers."""
+Family = Literal["gpt", "lstm", "gru"]
+NetFamily = Literal["gpt", "lstm", "gru", "gan"]
+"""Where a design's options go: the arena's families and the GAN (`GANConfig`)."""
+RECURRENT = ("lstm", "gru")
+
+
+def left_out(families: tuple[str, ...], why: str) -> dict[str, str]:
+    return dict.fromkeys(families, why)
+
 
 @dataclass(frozen=True)
 class Design:
-    """GPT options (`GPTConfig` fields), the paper, and what the paper reports for it (its own scale and budget)."""
+    """Residual options (fields of `GPTConfig`, `RecurrentLMConfig` and, for a block-level design, `GANConfig`), the
+    paper, and what the paper reports for it (its own scale and budget).
+
+    Args:
+        options: the residual options.
+        paper: the paper, or where the design comes from.
+        reported: what the paper reports.
+        init: the GPT's initialisation: "gpt2" (GPT-2's, the standard one) or the paper's own. The recurrent
+            families and the GAN keep their layers' standard init in place of GPT-2's, which has no counterpart
+            there, and take a paper's own.
+        left_out: by family, why the design has no faithful form there. A stack design has none in the GAN, whose
+            generator's blocks change resolution and width and so form no stack of one width.
+    """
 
     options: dict[str, Any]
     paper: str
     reported: str
     init: str = "gpt2"
+    left_out: dict[str, str] = field(default_factory=dict)
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     def gpt_options(self) -> dict[str, Any]:
         return {"init": self.init, **self.options}
+
+    def why_not(self, family: NetFamily) -> str | None:
+        """Why the design has no faithful form in `family`; None where it has one."""
+        if family == "gan" and "stack" in self.options:
+            return "the generator's blocks change resolution and width, so they form no stack of one width"
+        return self.left_out.get(family)
+
+    def applies(self, family: NetFamily) -> bool:
+        return self.why_not(family) is None
+
+    def net_options(self, family: NetFamily) -> dict[str, Any]:
+        """The options of this design's network in `family`: `GPTConfig`'s, `RecurrentLMConfig`'s (with its `cell`)
+        or `GANConfig`'s; a one-line error where the design has no faithful form there."""
+        if family not in (*FAMILIES, "gan"):
+            raise ValueError(f"family={family!r} is not one of {(*FAMILIES, 'gan')}")
+        if (why := self.why_not(family)) is not None:
+            raise ValueError(f"{self.paper} has no faithful form in the {family} family: {why}")
+        if family == "gpt":
+            return self.gpt_options()
+        init = "default" if self.init == "gpt2" else self.init
+        return {**self.options, "init": init} | ({"cell": family} if family in RECURRENT else {})
 
 
 DESIGNS: Registry[Design] = Registry(
@@ -66,6 +111,9 @@ DESIGNS: Registry[Design] = Registry(
             "DeepNet (Wang et al. 2022)",
             "trains 1,000-layer post-norm Transformers; better BLEU than post-norm",
             init="default",
+            left_out=left_out(
+                (*RECURRENT, "gan"), "its beta is defined on a Transformer's value, output and MLP projections"
+            ),
         ),
         "dyt": Design(
             {"placement": "pre", "norm": "dyt"},
@@ -92,6 +140,8 @@ DESIGNS: Registry[Design] = Registry(
             "Fixup (Zhang et al. 2019)",
             "trains without normalisation, matching normalised nets",
             init="fixup",
+            left_out=left_out(RECURRENT, "its init zeroes a branch's last weight layer; a recurrent layer has none")
+            | {"gan": "it trains without norms; the generator's blocks keep the batch norms that carry the labels"},
         ),
         "laurel": Design(
             {"placement": "pre", "merge": "laurel_rw"},
@@ -142,6 +192,7 @@ DESIGNS: Registry[Design] = Registry(
             {"placement": "pre", "value_residual": "learned"},
             "ResFormer (Zhou et al. 2024)",
             "the same loss with about 16% fewer parameters or 20% less data",
+            left_out=left_out((*RECURRENT, "gan"), "it mixes attention's values; the network has no attention"),
         ),
         "denseformer": Design(
             {"stack": "dense"},
@@ -214,4 +265,20 @@ it: a check that the arena finds a real difference) and hyper-connections (a mul
 ×2 learning-rate sweep and 5 seeds each at 700 steps, that is what fits 30 minutes on a 2-core CPU; `--designs all`
 runs every design, `--designs '[mhc, x0]'` any others beside pre-norm."""
 
-__all__ = ["DEFAULT", "DESIGNS", "Design", "register_design"]
+
+def designs_of(family: NetFamily) -> list[str]:
+    """The designs with a faithful form in `family`, in the table's order."""
+    return [name for name, design in DESIGNS.items() if design.applies(family)]
+
+
+__all__ = [
+    "DEFAULT",
+    "DESIGNS",
+    "FAMILIES",
+    "RECURRENT",
+    "Design",
+    "Family",
+    "NetFamily",
+    "designs_of",
+    "register_design",
+]

@@ -82,11 +82,14 @@ def steps_to_target(runs: list[dict[str, Any]], steps: int) -> str:
     return f"{shown} ({sum(math.isfinite(v) for v in reached)}/{len(runs)} reached)"
 
 
-def matmul_flops(model: nn.Module, tokens: int, depth: int, context: int, dim: int) -> float:
-    """FLOPs of one training step (forward and backward): 6 per weight of every Linear layer per token, and
-    12·depth·context·dim per token for attention's scores and weighted values (Kaplan et al. 2020, Table 1)."""
+def matmul_flops(model: nn.Module, tokens: int, attention: int = 0) -> float:
+    """FLOPs of one training step (forward and backward): 6 per weight of every Linear layer and every recurrent
+    layer's input and hidden matrices per token, and `attention` per token for attention's scores and weighted
+    values (12·depth·context·dim for a GPT; Kaplan et al. 2020, Table 1)."""
     weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
-    return tokens * (6 * weights + 12 * depth * context * dim)
+    weights += sum(p.numel() for m in model.modules() if isinstance(m, nn.RNNBase)
+                   for name, p in m.named_parameters() if name.startswith("weight_"))  # fmt: skip
+    return tokens * (6 * weights + attention)
 
 
 def matmul_peak(dtype: torch.dtype = torch.float32, size: int = 1024, repeats: int = 20) -> float:
@@ -106,8 +109,9 @@ def throughput_text(throughput: dict[str, Any]) -> str:
     bf16 = str(t["precision"]).startswith("bf16")
     peak, kind = (t["peak_bf16"], "bfloat16") if bf16 else (t["peak_fp32"], "fp32")
     return (
-        f"Pre-norm's training step runs {t['step_flops'] / 1e9:.2f} GFLOP (6 per Linear weight per byte and "
-        f"attention's 12·depth·context·width, forward and backward) in {t['step_seconds'] * 1e3:.0f} ms (the median "
+        f"Pre-norm's training step runs {t['step_flops'] / 1e9:.2f} GFLOP (6 per weight of a Linear or recurrent "
+        "matrix per byte, and for a GPT attention's 12·depth·context·width; forward and backward) in "
+        f"{t['step_seconds'] * 1e3:.0f} ms (the median "
         f"step of its runs, each on one thread beside another run): {t['achieved'] / 1e9:.1f} GFLOP/s, "
         f"{t['achieved'] / peak:.0%} of this CPU's {kind} matrix-multiply rate on one thread, measured in this run "
         f"on 1024×1024 matrices ({peak / 1e9:.0f} GFLOP/s; fp32 {t['peak_fp32'] / 1e9:.0f}, bfloat16 "

@@ -20,7 +20,7 @@ from tasks.lab.arena.gains import (
     validation_curve,
 )
 from tasks.lab.arena.ngram import REFERENCES
-from tasks.lab.arena.train import VAL
+from tasks.lab.arena.train import VAL, model_text
 from tasks.lab.report import markdown_table, smooth, write_report
 from tasks.lab.stats import PairedDifference, holm, mean_and_sample_std, paired_difference
 
@@ -228,7 +228,7 @@ def write_arena_report(
     compared = differences(main, designs, seeds)  # one family of comparisons for every table and figure
     val_bytes, test_bytes = (sum(len(b) for b in blocks) for blocks in (data.val_blocks, data.test_blocks))
     intro = (
-        f"GPT width {s['dim']}, {s['heads']} heads, {s['depth']} layers, {s['block_size']} bytes of context, "
+        f"{model_text(s)}, {s['block_size']} bytes of context, "
         f"batches of {s['batch_size']}, {s['steps']} steps of AdamW (betas 0.9, 0.95) with {s['warmup']:.0%} "
         "linear warm-up and cosine decay to 10%, weight decay 0.1 on weight matrices only "
         "(`residual_kit.optim`: no norm, bias, scalar or connection weight decays), gradient clipping 1.0; "
@@ -286,7 +286,9 @@ def write_arena_report(
     )
     tables.append(("What the arena can and cannot say", caveat))
     figs = plot_arena(main, designs, seeds, references, compared, folder)
-    return write_report(folder, "Residual arena", intro, tables, figs)
+    family = s.get("family", "gpt")
+    title = "Residual arena" + ("" if family == "gpt" else f": the {family.upper()} family")
+    return write_report(folder, title, intro, tables, figs)
 
 
 __all__ = ["LEVEL", "claimed", "differences", "papers_table", "summary", "sweep_table", "write_arena_report"]

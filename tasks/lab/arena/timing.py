@@ -19,6 +19,7 @@ def step_times(
     designs: list[str],
     depths: list[int],
     batch_size: int,
+    block_size: int,
     baseline: str,
     rounds: int = 5,
     min_run_time: float = 0.5,
@@ -38,18 +39,20 @@ def step_times(
         steppers = {}
         for design in designs:
             torch.manual_seed(0)
-            steppers[design] = training_step(build(design, depth).to(device), batch_size, precision)
+            steppers[design] = training_step(build(design, depth).to(device), batch_size, block_size, precision)
         report = compare(steppers, baseline, rounds=rounds, min_run_time=min_run_time)
         ratios |= {(d, depth): (r["ratio"], r["ratio_min"], r["ratio_max"]) for d, r in report.items()}
     return ratios
 
 
-def training_step(model: pl.LightningModule, batch_size: int, precision: str | None = None) -> Callable[[], None]:
-    """One step of `model` on a fixed batch of random tokens, as the arena's trainer takes it (its `train_loss`,
-    compiled if the model compiles it, under bfloat16 autocast for a "bf16" precision)."""
-    net = model.hparams.net
+def training_step(
+    model: pl.LightningModule, batch_size: int, block_size: int, precision: str | None = None
+) -> Callable[[], None]:
+    """One step of `model` on a fixed batch of random tokens (`batch_size` windows of `block_size`), as the arena's
+    trainer takes it (its `train_loss`, compiled if the model compiles it, under bfloat16 autocast for a "bf16"
+    precision)."""
     gen = torch.Generator().manual_seed(0)
-    x, y = torch.randint(0, net.vocab_size, (2, batch_size, net.block_size), generator=gen).to(model.device)
+    x, y = torch.randint(0, model.hparams.net.vocab_size, (2, batch_size, block_size), generator=gen).to(model.device)
     opt = model.configure_optimizers()["optimizer"]
     bf16 = bool(precision) and precision.startswith("bf16")
 

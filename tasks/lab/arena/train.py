@@ -1,4 +1,5 @@
-"""One arena run: a GPT of one design trained on next-byte prediction, scored on every held-out byte."""
+"""One arena run: a GPT or a recurrent language model of one design trained on next-byte prediction, scored on
+every held-out byte."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from residual_kit.models.gpt import GPTConfig
+from residual_kit.models.lstm import RecurrentLMConfig
 from residual_kit.optim import param_groups
 from tasks.core.callbacks import fit_or_diverged
 from tasks.core.schedule import warmup_cosine
 from tasks.core.trainer import lab_trainer
 from tasks.data.char_text import CharTextDataModule
-from tasks.lab.arena.designs import DESIGNS
+from tasks.lab.arena.designs import DESIGNS, Family
 from tasks.lab.report import smooth
 from tasks.lab.runner import StepLog
 
@@ -27,11 +29,11 @@ CURVE_WINDOWS = 48  # validation windows scored at each point of a run's validat
 
 
 class CharLM(pl.LightningModule):
-    """A GPT trained on next-byte prediction with AdamW: linear warm-up, then cosine decay to 10% of `lr`; its
-    parameter groups from `residual_kit.optim` (the one policy of every task).
+    """A language model (GPT or recurrent) trained on next-byte prediction with AdamW: linear warm-up, then cosine
+    decay to 10% of `lr`; its parameter groups from `residual_kit.optim` (the one policy of every task).
 
     Args:
-        net: the GPT.
+        net: the network.
         lr: peak learning rate.
         steps: the run's steps (the schedule's length).
         warmup: share of the steps spent warming up.
@@ -42,7 +44,7 @@ class CharLM(pl.LightningModule):
 
     def __init__(
         self,
-        net: GPTConfig,
+        net: GPTConfig | RecurrentLMConfig,
         lr: float = 3e-3,
         steps: int = 1000,
         warmup: float = 0.1,
@@ -120,15 +122,25 @@ def held_out_batches(data: CharTextDataModule, split: str, windows: int | None =
     return [tuple(torch.stack(part) for part in zip(*items[i : i + batch], strict=True)) for i in range(0, n, batch)]
 
 
-def gpt_config(design: str, depth: int, dim: int, heads: int, block_size: int) -> GPTConfig:
-    """The arena's GPT (bytes as tokens) of one design and depth."""
-    return GPTConfig(
-        vocab_size=256,
-        block_size=block_size,
-        layers=depth,
-        dim=dim,
-        heads=heads,
-        **DESIGNS.get_builder(design).gpt_options(),
+def net_config(
+    design: str, depth: int, dim: int, heads: int, block_size: int, family: Family = "gpt"
+) -> GPTConfig | RecurrentLMConfig:
+    """The arena's network (bytes as tokens) of one design, depth and family: a GPT of `depth` layers (`heads`
+    attention heads, `block_size` positions), or a recurrent language model of `depth` LSTM or GRU layers."""
+    options = DESIGNS.get_builder(design).net_options(family)
+    if family == "gpt":
+        return GPTConfig(vocab_size=256, block_size=block_size, layers=depth, dim=dim, heads=heads, **options)
+    return RecurrentLMConfig(vocab_size=256, layers=depth, dim=dim, **options)
+
+
+def model_text(s: dict[str, Any]) -> str:
+    """The network of a run's settings, in words."""
+    if s.get("family", "gpt") == "gpt":
+        return f"GPT width {s['dim']}, {s['heads']} heads, {s['depth']} layers"
+    cell = s["family"].upper()
+    return (
+        f"{cell} language model: byte embedding, {s['depth']} {cell} layers of width {s['dim']}, each a residual "
+        "block of the design, head tied to the embedding; each window read from a zero state"
     )
 
 
@@ -137,14 +149,14 @@ def seeded_run(s: dict[str, Any]) -> tuple[CharTextDataModule, CharLM]:
     pl.seed_everything(s["seed"], verbose=False)
     train_windows = s["batch_size"] * s["steps"]
     data = CharTextDataModule(s["text_file"], s["block_size"], s["batch_size"], train_windows, seed=s["seed"])
-    net = gpt_config(s["design"], s["depth"], s["dim"], s["heads"], s["block_size"])
+    net = net_config(s["design"], s["depth"], s["dim"], s["heads"], s["block_size"], s.get("family", "gpt"))
     return data, CharLM(net, s["lr"], s["steps"], s.get("warmup", 0.1), compile=s.get("compile", False))
 
 
 def train_design(s: dict[str, Any]) -> dict[str, Any]:
-    """Train one GPT of one design (settings: design, depth, seed, lr, steps, dim, heads, block_size, batch_size,
-    warmup, target, text_file, precision) and score it on the validation bytes (what chooses its learning rate)
-    and on the test bytes (what the report gives); its numbers, loss curve and validation curve."""
+    """Train one network of one design (settings: family, design, depth, seed, lr, steps, dim, heads, block_size,
+    batch_size, warmup, target, text_file, precision) and score it on the validation bytes (what chooses its
+    learning rate) and on the test bytes (what the report gives); its numbers, loss curve and validation curve."""
     data, model = seeded_run(s)
     data.setup("fit")
     log, curve = StepLog(), ValidationCurve(held_out_batches(data, "val", CURVE_WINDOWS), s["steps"])
@@ -165,6 +177,7 @@ def train_design(s: dict[str, Any]) -> dict[str, Any]:
     smoothed = smooth(log.losses, 20)
     reached = next((i + 1 for i, v in enumerate(smoothed) if v <= s["target"]), None)
     return {
+        "family": s.get("family", "gpt"),
         "design": s["design"],
         "depth": s["depth"],
         "seed": s["seed"],
@@ -189,8 +202,9 @@ __all__ = [
     "CharLM",
     "ValidationCurve",
     "bits_per_byte",
-    "gpt_config",
     "held_out_batches",
+    "model_text",
+    "net_config",
     "seeded_run",
     "train_design",
 ]
