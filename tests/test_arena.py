@@ -124,6 +124,33 @@ def test_designs_all_means_every_registered_design_with_pre_norm_first():
     assert choose_designs(["x0", "pre"]) == ["pre", "x0"] and choose_designs(None)[0] == "pre"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gpt", "lstm"])
+def test_designs_all_as_typed_runs_every_design_of_the_family_to_its_report(tmp_path, corpus, family):
+    """`--designs all`, as the README types it: every design trains and has its row, figure and paper (slow: about
+    7 minutes a family on 2 CPU cores; `pytest -m slow tests/test_arena.py`)."""
+    out = tmp_path / family
+    args = [
+        "arena",
+        "--family",
+        family,
+        "--designs",
+        "all",
+        *TINY_ARENA,
+        "--depth",
+        "3",
+        "--steps",
+        "2",
+        "--rates",
+        "[0.003]",
+    ]
+    cli_main([*args, "--extend", "0", f"--text_file={corpus}", f"--out={out}", "--workers", "2"])
+    report = (out / "report.md").read_text()
+    assert all(f"| {d} |" in report for d in choose_designs("all", family))
+    assert len(list((out / "runs").glob("*/result.json"))) == 2 * len(choose_designs("all", family))
+    assert (out / "designs.png").stat().st_size > 1000
+
+
 @pytest.mark.parametrize("family", ["lstm", "gru"])
 def test_the_recurrent_family_runs_the_protocol_to_its_own_report(tmp_path, corpus, family):
     out = tmp_path / family
