@@ -127,6 +127,7 @@ def test_designs_all_means_every_registered_design_with_pre_norm_first():
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["gpt", "lstm"])
 def test_designs_all_as_typed_runs_every_design_of_the_family_to_its_report(tmp_path, corpus, family):
+    # the step timing runs for real here: every design's training step is timed before its runs
     """`--designs all`, as the README types it: every design trains and has its row, figure and paper (slow: about
     7 minutes a family on 2 CPU cores; `pytest -m slow tests/test_arena.py`)."""
     out = tmp_path / family
@@ -151,8 +152,14 @@ def test_designs_all_as_typed_runs_every_design_of_the_family_to_its_report(tmp_
     assert (out / "designs.png").stat().st_size > 1000
 
 
+def equal_times(build, designs, depths, *args, **kwargs):
+    """`step_times` without the timing: every design costs what pre-norm does (the GPT test times for real)."""
+    return {(d, depth): (1.0, 1.0, 1.0) for d in designs for depth in depths}
+
+
 @pytest.mark.parametrize("family", ["lstm", "gru"])
-def test_the_recurrent_family_runs_the_protocol_to_its_own_report(tmp_path, corpus, family):
+def test_the_recurrent_family_runs_the_protocol_to_its_own_report(tmp_path, corpus, family, monkeypatch):
+    monkeypatch.setattr("tasks.lab.arena.run.step_times", equal_times)
     out = tmp_path / family
     args = ["arena", "--family", family, "--designs", '["hyper", "canon"]', *TINY_ARENA, "--rates", "[0.003]"]
     cli_main([*args, "--extend", "0", f"--text_file={corpus}", f"--out={out}", "--workers", "1"])
@@ -418,18 +425,26 @@ def test_default_corpus_is_the_standard_library():
     assert len(stdlib_text()) > 300_000
 
 
-def test_stack_overhead_times_the_recurrent_family_against_pre_norm():
-    """The benchmark as typed for the LSTM and GRU family: every design named, its parameters and its step against
-    pre-norm's (the figures are the benchmark's; a test does not judge times)."""
-    import subprocess
-    import sys
+def test_stack_overhead_times_the_recurrent_family_against_pre_norm(monkeypatch, capsys):
+    """The benchmark as typed for the GRU family: every design named, its parameters and its step against pre-norm's
+    (the timing stubbed: a test does not judge times, and `tasks.core.timing.compare` has tests of its own)."""
+    import benchmarks.stack_overhead as bench
 
+    timed = {}
+
+    def compare(steps, baseline, rounds, num_threads=None):
+        for step in steps.values():
+            step()  # one real training step of every design
+        timed.update(steps)
+        return {name: {"median_s": 1e-3, "ratio": 1.0, "ratio_min": 1.0, "ratio_max": 1.0} for name in steps}
+
+    monkeypatch.setattr(bench, "compare", compare)
     args = ["--family", "gru", "--layers", "2", "--dim", "8", "--block-size", "4", "--batch-size", "2"]
-    args += ["--rounds", "1", "--no-compile", "--designs", "hyper", "canon"]
-    done = subprocess.run([sys.executable, "-m", "benchmarks.stack_overhead", *args], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "family=gru" in done.stdout and "eager training step:" in done.stdout
-    assert all(name in done.stdout for name in ("pre", "hyper", "canon"))
-    wrong = subprocess.run([sys.executable, "-m", "benchmarks.stack_overhead", "--family", "lstm", "--designs",
-                            "value-residual"], capture_output=True, text=True)  # fmt: skip
-    assert wrong.returncode == 2 and "'value-residual' is not a design of the lstm family" in wrong.stderr
+    monkeypatch.setattr("sys.argv", ["stack_overhead", *args, "--no-compile", "--designs", "hyper", "canon"])
+    bench.main()
+    out = capsys.readouterr().out
+    assert "family=gru" in out and "eager training step:" in out and list(timed) == ["pre", "hyper", "canon"]
+    monkeypatch.setattr("sys.argv", ["stack_overhead", "--family", "lstm", "--designs", "value-residual"])
+    with pytest.raises(SystemExit) as wrong:
+        bench.main()
+    assert wrong.value.code == 2 and "'value-residual' is not a design of the lstm family" in capsys.readouterr().err
