@@ -17,18 +17,13 @@ from __future__ import annotations
 import torch
 
 from benchmarks.timing import adamw_steps, compare, default_device, lm_loss, parser, print_report
-from residual_kit.models import GPTConfig, RecurrentLMConfig
-from tasks.lab.arena.designs import DESIGNS, FAMILIES, designs_of
+from tasks.lab.arena.designs import FAMILIES, designs_of
+from tasks.lab.arena.train import net_config
 
-SIZES = {"gpt": {"layers": 4, "block_size": 13, "batch_size": 128}, "recurrent": {"layers": 6, "block_size": 128,
-                                                                                  "batch_size": 16}}  # fmt: skip
-
-
-def network(family: str, design: str, layers: int, dim: int, block_size: int) -> torch.nn.Module:
-    options = DESIGNS[design].net_options(family)
-    if family == "gpt":
-        return GPTConfig(16, block_size, layers=layers, dim=dim, heads=4, **options).build()
-    return RecurrentLMConfig(vocab_size=16, layers=layers, dim=dim, **options).build()
+SIZES = {
+    "gpt": {"layers": 4, "block_size": 13, "batch_size": 128},
+    "recurrent": {"layers": 6, "block_size": 128, "batch_size": 16},
+}
 
 
 def main() -> None:
@@ -52,7 +47,8 @@ def main() -> None:
     nets = {}
     for name in ["pre", *chosen]:
         torch.manual_seed(0)
-        nets[name] = network(args.family, name, layers, args.dim, block_size).to(device).train()
+        config = net_config(name, layers, args.dim, 4, block_size, args.family, vocab_size=16)
+        nets[name] = config.build().to(device).train()
     params = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
     print(f"family={args.family}  device={device}  threads={args.threads or torch.get_num_threads()}  "
           f"batch={batch_size}  layers={layers}  dim={args.dim}  tokens={block_size}")  # fmt: skip

@@ -123,14 +123,14 @@ def held_out_batches(data: CharTextDataModule, split: str, windows: int | None =
 
 
 def net_config(
-    design: str, depth: int, dim: int, heads: int, block_size: int, family: Family = "gpt"
+    design: str, depth: int, dim: int, heads: int, block_size: int, family: Family = "gpt", vocab_size: int = 256
 ) -> GPTConfig | RecurrentLMConfig:
-    """The arena's network (bytes as tokens) of one design, depth and family: a GPT of `depth` layers (`heads`
-    attention heads, `block_size` positions), or a recurrent language model of `depth` LSTM or GRU layers."""
+    """The arena's network (bytes as tokens by default) of one design, depth and family: a GPT of `depth` layers
+    (`heads` attention heads, `block_size` positions), or a recurrent language model of `depth` LSTM or GRU layers."""
     options = DESIGNS.get_builder(design).net_options(family)
     if family == "gpt":
-        return GPTConfig(vocab_size=256, block_size=block_size, layers=depth, dim=dim, heads=heads, **options)
-    return RecurrentLMConfig(vocab_size=256, layers=depth, dim=dim, **options)
+        return GPTConfig(vocab_size=vocab_size, block_size=block_size, layers=depth, dim=dim, heads=heads, **options)
+    return RecurrentLMConfig(vocab_size=vocab_size, layers=depth, dim=dim, **options)
 
 
 def model_text(s: dict[str, Any]) -> str:
